@@ -1,0 +1,51 @@
+"""The ``stylepaste`` command: one entry point, one sub-command per stage, ``--help`` on each."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# Stage name -> (module exposing ``main(argv) -> int``, one-line description).
+STAGES: dict[str, tuple[str, str]] = {
+    "world": ("pipelines.world", "write the synthetic city in real dataset layouts"),
+    "demo": ("pipelines.demo", "run the main job end to end on the synthetic city"),
+}
+
+
+def _usage() -> str:
+    width = max(len(s) for s in STAGES)
+    lines = [
+        "usage: stylepaste <stage> [options]   (stylepaste <stage> --help for a stage's options)",
+        "",
+        "Anomaly-aware segmentation by style-aligned out-of-distribution copy-paste.",
+        "",
+        "stages:",
+    ]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in STAGES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``stylepaste <stage> ...`` to the stage's ``main``.
+
+    Args:
+        argv: Arguments without the program name (defaults to ``sys.argv[1:]``).
+
+    Returns:
+        The stage's exit code; 2 for an unknown stage.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    stage, rest = args[0], args[1:]
+    if stage not in STAGES:
+        print(f"stylepaste: unknown stage {stage!r}; choose one of {', '.join(STAGES)}\n", file=sys.stderr)
+        print(_usage(), file=sys.stderr)
+        return 2
+    module = importlib.import_module(STAGES[stage][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

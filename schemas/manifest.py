@@ -1,0 +1,220 @@
+"""``_manifest.json`` beside the shards, and validated shard access through fsspec.
+
+The manifest records what a run wrote (schema and version, shard list with row and row-group counts), with
+which parameters, seed and source, and the run's accounting (written, filtered by reason, rejected).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.arrow import KINDS, SchemaMismatchError, ShardKind, validate_schema
+
+MANIFEST_NAME = "_manifest.json"
+REJECTS_NAME = "_rejects.jsonl"
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One Parquet shard.
+
+    Attributes:
+        path: Path relative to the manifest's folder.
+        rows: Number of rows.
+        row_groups: Number of row groups.
+        row_group_rows: Rows of each row group.
+    """
+
+    path: str
+    rows: int
+    row_groups: int
+    row_group_rows: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Contents of ``_manifest.json``.
+
+    Attributes:
+        kind: Shard kind name (``object_bank`` or ``augmented_frame``).
+        schema_version: Version of the kind's schema the shards carry.
+        shards: The shards, in order.
+        parameters: The run's settings (JSON-able).
+        seed: The run's seed.
+        source: Where the inputs came from (URLs).
+        counts: Accounting: ``inputs``, ``written``, ``filtered`` (by reason), ``rejected`` (by reason), and
+            per-kind extras such as counts per category.
+    """
+
+    kind: str
+    schema_version: int
+    shards: tuple[ShardInfo, ...]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        """Total rows over all shards."""
+        return sum(s.rows for s in self.shards)
+
+    def to_json(self) -> str:
+        """Serialise to the JSON text stored in ``_manifest.json``."""
+        data = asdict(self)
+        data["rows"] = self.rows
+        data["shards"] = [dict(asdict(s), row_group_rows=list(s.row_group_rows)) for s in self.shards]
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, where: str = MANIFEST_NAME) -> Manifest:
+        """Parse manifest JSON.
+
+        Raises:
+            ValueError: If required keys are missing or malformed.
+        """
+        try:
+            data = json.loads(text)
+            shards = tuple(
+                ShardInfo(s["path"], int(s["rows"]), int(s["row_groups"]), tuple(s.get("row_group_rows", ())))
+                for s in data["shards"]
+            )
+            return cls(
+                kind=str(data["kind"]),
+                schema_version=int(data["schema_version"]),
+                shards=shards,
+                parameters=dict(data.get("parameters", {})),
+                seed=data.get("seed"),
+                source=dict(data.get("source", {})),
+                counts=dict(data.get("counts", {})),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{where}: not a valid stylepaste manifest ({type(err).__name__}: {err})") from err
+
+
+def join_url(base: str, *parts: str) -> str:
+    """Join URL/path parts with ``/`` without touching the protocol (``memory://x`` + ``a`` -> ``memory://x/a``)."""
+    out = base.rstrip("/")
+    for p in parts:
+        out = posixpath.join(out, p) if out else p
+    return out
+
+
+def shard_info(url: str) -> ShardInfo:
+    """Read a Parquet footer and describe the shard (path is the basename)."""
+    with fsspec.open(url, "rb") as f:
+        meta = pq.ParquetFile(f).metadata
+        rg = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    return ShardInfo(posixpath.basename(url), meta.num_rows, meta.num_row_groups, rg)
+
+
+def write_manifest(folder: str, manifest: Manifest) -> str:
+    """Write ``folder/_manifest.json`` and return its URL."""
+    url = join_url(folder, MANIFEST_NAME)
+    with fsspec.open(url, "w") as f:
+        f.write(manifest.to_json())
+    return url
+
+
+def read_manifest(folder: str, *, kind: ShardKind | None = None) -> Manifest:
+    """Read ``folder/_manifest.json`` and, when ``kind`` is given, check its schema name and version.
+
+    Raises:
+        FileNotFoundError: If there is no manifest.
+        SchemaMismatchError: If the manifest names another kind or version.
+    """
+    url = join_url(folder, MANIFEST_NAME)
+    try:
+        with fsspec.open(url, "r") as f:
+            text = f.read()
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"no {MANIFEST_NAME} in {folder}: not a stylepaste shard folder") from err
+    man = Manifest.from_json(text, where=url)
+    if kind is not None and (man.kind, man.schema_version) != (kind.name, kind.version):
+        raise SchemaMismatchError(
+            f"{url}: expected shards of {kind.tag}, the manifest says {man.kind} v{man.schema_version}")
+    return man
+
+
+def shard_urls(folder: str, *, kind: ShardKind | None = None) -> list[str]:
+    """URLs of the shards a folder's manifest lists, in manifest order."""
+    man = read_manifest(folder, kind=kind)
+    return [join_url(folder, s.path) for s in man.shards]
+
+
+def resolve_shards(urls: str | list[str], kind: ShardKind) -> list[str]:
+    """Expand shard folders (with a manifest) and glob patterns to a sorted list of Parquet URLs.
+
+    Args:
+        urls: One or more URLs: a folder holding ``_manifest.json``, a ``*.parquet`` file, or a glob.
+        kind: Expected shard kind (checked against each folder's manifest).
+
+    Returns:
+        Shard URLs (protocol kept).
+
+    Raises:
+        FileNotFoundError: If a URL matches nothing.
+    """
+    out: list[str] = []
+    for url in [urls] if isinstance(urls, str) else list(urls):
+        fs, path = fsspec.core.url_to_fs(url)
+        proto = url.split("://", 1)[0] + "://" if "://" in url else ""
+        if any(ch in path for ch in "*?["):
+            found = sorted(fs.glob(path))
+            if not found:
+                raise FileNotFoundError(f"no shard matches {url}")
+            out.extend(proto + p if proto and not p.startswith(proto) else p for p in found)
+        elif fs.isdir(path):
+            out.extend(shard_urls(url, kind=kind))
+        elif fs.exists(path):
+            out.append(url)
+        else:
+            raise FileNotFoundError(f"shard or shard folder not found: {url}")
+    return out
+
+
+def open_shard(url: str, kind: ShardKind) -> pq.ParquetFile:
+    """Open a Parquet shard through fsspec and validate its schema.
+
+    The returned file keeps its fsspec handle open for the object's lifetime.
+
+    Raises:
+        FileNotFoundError: If the shard does not exist.
+        SchemaMismatchError: Naming the expected and the found schema and version.
+    """
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"shard not found: {url}")
+    handle = fs.open(path, "rb")
+    try:
+        pf = pq.ParquetFile(handle)
+    except (pa.ArrowInvalid, OSError) as err:
+        handle.close()
+        raise SchemaMismatchError(f"{url}: not a Parquet file ({err})") from err
+    validate_schema(pf.schema_arrow, kind, where=url)
+    return pf
+
+
+def read_shard(url: str, kind: ShardKind, columns: list[str] | None = None) -> pa.Table:
+    """Read a whole shard as a validated table."""
+    pf = open_shard(url, kind)
+    return pf.read(columns=columns)
+
+
+def kind_of(name: str) -> ShardKind:
+    """Look up a shard kind by name.
+
+    Raises:
+        ValueError: For an unknown name, listing the known ones.
+    """
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown shard kind {name!r}; known: {sorted(KINDS)}") from None
