@@ -238,7 +238,11 @@ def _draw_layout(sc: _Scene) -> dict:
     n_lanes = int(rng.choice([2, 2, 3, 4]))
     lane_w = float(rng.uniform(3.1, 3.6))
     ego_lane = int(rng.integers(0, n_lanes))
-    x_left, x_right = -(ego_lane + 0.5) * lane_w, (n_lanes - ego_lane - 0.5) * lane_w
+    drive_left, drive_right = -(ego_lane + 0.5) * lane_w, (n_lanes - ego_lane - 0.5) * lane_w
+    # A parking strip outside the driving lanes on some sides keeps parked cars out of the traffic.
+    parking = {-1: bool(rng.random() < 0.6), 1: bool(rng.random() < 0.6)}
+    x_left = drive_left - (2.3 if parking[-1] else 0.0)
+    x_right = drive_right + (2.3 if parking[1] else 0.0)
     up = (0, 1, 0)
 
     # Sky and far ground.
@@ -271,13 +275,13 @@ def _draw_layout(sc: _Scene) -> dict:
     road = sc.new("road", wr.ASPHALT, road_col, normal=up, period=float(-x_left % 3.5))
     sc.poly3(road, _quad_y(0, x_left, x_right, z_near, z_end))
     paint = sc.new("road", wr.MARKING, (0.85, 0.85, 0.82), normal=up)
-    for edge, sgn in ((x_left, 1), (x_right, -1)):
-        xe = edge + sgn * 0.3
+    for edge, sgn in ((drive_left, 1), (drive_right, -1)):
+        xe = edge + sgn * (0.3 if edge in (x_left, x_right) else -0.05)
         sc.poly3(paint, _quad_y(0.001, xe - 0.08, xe + 0.08, z_near, z_end))
     dash_len, gap = float(rng.uniform(2.5, 4)), float(rng.uniform(5, 9))
     off = float(rng.uniform(0, dash_len + gap))
     for k in range(1, n_lanes):
-        xl = x_left + k * lane_w
+        xl = drive_left + k * lane_w
         z = z_near - off
         while z < z_end:
             sc.poly3(paint, _quad_y(0.001, xl - 0.07, xl + 0.07, max(z, z_near), min(z + dash_len, z_end)))
@@ -315,7 +319,7 @@ def _draw_layout(sc: _Scene) -> dict:
         sc.poly3(sidewalk, _quad_y(0.12, xs0, xs1, z_near, z_end))
         sc.poly3(curb, _quad_x(edge if verge == 0 else x0, 0, 0.12, z_near, z_end))
         outer = x0 + s * sw
-        sides[s] = {"edge": edge, "curb": x0, "outer": outer, "kind": kind, "sw": sw}
+        sides[s] = {"edge": edge, "curb": x0, "outer": outer, "kind": kind, "sw": sw, "parking": parking[s]}
         if kind == "park":
             grass = sc.new("terrain", wr.GRASS, _jitter(rng, (0.3, 0.45, 0.14), 0.2), normal=up)
             sc.poly3(grass, _quad_y(0.1, min(outer, outer + s * 40), max(outer, outer + s * 40), z_near, z_end))
@@ -328,7 +332,7 @@ def _draw_layout(sc: _Scene) -> dict:
                 _tree(sc, outer + s * float(rng.uniform(2, 15)), zt, big=True)
         else:
             _buildings(sc, s, outer + s * float(rng.uniform(0.0, 1.0)), z_near, z_end)
-    return {"x_left": x_left, "x_right": x_right, "sides": sides, "z_end": z_end, "lane_w": lane_w,
+    return {"x_left": x_left, "x_right": x_right, "drive_left": drive_left, "sides": sides, "z_end": z_end, "lane_w": lane_w,
             "n_lanes": n_lanes, "crosswalk": crosswalk}
 
 
@@ -746,7 +750,7 @@ def render_city_frame(rng: np.random.Generator, height: int, width: int, n_anoma
     cars: list[tuple[float, float]] = []
     # Parked cars along both curbs.
     for s in (-1, 1):
-        if sides[s]["kind"] == "street" and rng.random() < 0.75:
+        if sides[s]["parking"]:
             z = float(rng.uniform(4, 12))
             while z < min(70.0, z_end - 10):
                 if rng.random() < 0.65:
@@ -757,7 +761,7 @@ def render_city_frame(rng: np.random.Generator, height: int, width: int, n_anoma
     # Traffic in the lanes.
     n_lanes = lay["n_lanes"]
     for lane in range(n_lanes):
-        xc = x_left + (lane + 0.5) * lane_w
+        xc = lay["drive_left"] + (lane + 0.5) * lane_w
         oncoming = xc < -lane_w / 2 and n_lanes > 2
         for _ in range(int(rng.integers(0, 3))):
             z = float(rng.uniform(14 if abs(xc) < lane_w / 2 else 7, 70))
