@@ -9,6 +9,10 @@ import sys
 STAGES: dict[str, tuple[str, str]] = {
     "world": ("pipelines.world", "write the synthetic city in real dataset layouts"),
     "demo": ("pipelines.demo", "run the main job end to end on the synthetic city"),
+    "bank": ("pipelines.bank", "cut COCO instance masks into an object bank of Parquet shards (Beam)"),
+    "pretrain": ("trainer.pretrain", "train a segmentation model from scratch on a Cityscapes layout (demo model)"),
+    "finetune": ("trainer.finetune", "finetune only the classification head on augmented-frame shards"),
+    "augment": ("pipelines.augment", "paste style-aligned bank objects into Cityscapes frames -> training shards"),
 }
 
 
