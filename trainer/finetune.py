@@ -1,0 +1,579 @@
+"""``stylepaste finetune``: train only the classification head on augmented-frame shards.
+
+The body of a segmentation model (loaded from ``--checkpoint``, any layout :func:`trainer.checkpoint.load_checkpoint`
+reads) is frozen and kept in ``eval()``; its features are computed under ``torch.no_grad()`` and only the head
+(``--head classifier``: the final 1x1 conv, or ``--head final``: the whole final block) is trained with
+``CE + w * L_ood`` (:mod:`trainer.losses`) on frames streamed from Parquet shards (:mod:`trainer.data`).
+
+Multi-process: ``torchrun --nproc_per_node N -m trainer.finetune ...`` (or ``torchrun ... $(which stylepaste)
+finetune ...``). Each rank streams its own share of the row groups; head gradients are averaged over ranks with one
+all-reduce per step (and the head's BN statistics, for ``--head final``), so all ranks hold identical weights.
+``gloo`` on CPU; ``nccl`` and autocast (bf16, or fp16 with a gradient scaler) on CUDA. Only rank 0 writes files.
+
+Files in ``--out``:
+
+* ``last.pt``: resume state, written every ``--save-every`` steps and at the end: head tensors, optimizer state,
+  every rank's stream position, step, best validation result and the best head, the settings (JSON). Plain
+  tensors and JSON-able values only (``torch.load(weights_only=True)``). ``--resume`` continues from it exactly.
+* ``head.pt``: the finetuned head (``save_checkpoint`` format, head keys only; ``load_checkpoint(model, url,
+  strict=False)`` puts it into a model).
+* ``model.pt``: the full model with the finetuned head, loadable by ``load_checkpoint``.
+* ``train_log.jsonl``: one JSON object per line (``step``, ``val``, ``checkpoint``, ``end`` events).
+
+With ``--val-shards`` (held-out pasted frames) the head is evaluated every ``--val-every`` steps by the
+pasted-pixel average precision (positives: pixels labelled 254; negatives: other labelled pixels; score:
+``--val-score``) and ``head.pt`` / ``model.pt`` hold the best head, not the last one (longer head training can
+score worse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from schemas.labels import IGNORE, NUM_CLASSES, OOD
+from schemas.manifest import join_url
+from trainer.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from trainer.data import Augment, ShardStream, StreamLoader
+from trainer.distributed import (
+    DistInfo,
+    average_buffers,
+    average_gradients,
+    barrier,
+    broadcast_module,
+    gather_objects,
+    init_distributed,
+    mean_over_ranks,
+    shutdown,
+)
+from trainer.heads import freeze_all_but_head, head_forward, head_state_dict, load_head_state_dict
+from trainer.losses import LOSS_KINDS, LossConfig, energy, total_loss
+from trainer.metrics import AnomalyMetrics
+from trainer.models import ARCHS, HEADS, build_model, head_modules, normalize
+
+STATE_FORMAT = "stylepaste-finetune/1"
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+AMP_MODES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
+VAL_SCORES: tuple[str, ...] = ("energy", "max_logit")
+
+#: Settings that may change between an interrupted run and its ``--resume`` without breaking exactness of the
+#: training itself (they only affect logging, validation, files and the stopping point).
+RESUMABLE_CHANGES: frozenset[str] = frozenset({
+    "steps", "resume", "progress", "save_every", "log_every", "val_every", "val_shards", "val_score",
+    "val_max_frames", "device", "amp", "out",
+})
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of ``stylepaste finetune``.
+
+    Attributes:
+        shards: Augmented-frame shard URLs (folders with a manifest, files or globs).
+        checkpoint: URL of the base model's checkpoint.
+        out: Output folder URL.
+        arch: ``wrn38``, ``r101`` or ``small``.
+        num_classes: Classes of the base model.
+        head: ``classifier`` (the final 1x1 conv) or ``final`` (the whole final block).
+        loss: Loss settings.
+        steps: Total optimizer steps.
+        lr: Learning rate (constant).
+        optimizer: ``adam`` or ``sgd`` (momentum 0.9).
+        weight_decay: Weight decay.
+        batch_size: Frames per step and rank.
+        crop: Random crop (height, width), or ``None`` for whole frames.
+        scale: Random rescale range (low, high).
+        flip: Random horizontal flips.
+        shuffle_buffer: Rows in the stream's shuffle buffer.
+        workers: ``DataLoader`` workers per rank.
+        seed: Seed of the data order and augmentation.
+        save_every: Steps between resume checkpoints.
+        log_every: Steps between log lines.
+        val_shards: Held-out augmented-frame shards for validation (empty: no validation).
+        val_every: Steps between validations.
+        val_score: Anomaly score for validation: ``energy`` (-logsumexp) or ``max_logit`` (-max).
+        val_max_frames: Use at most this many validation frames (``None``: all).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: ``auto`` (bf16 on CUDA when supported, else fp16; off on CPU), ``off``, ``bf16`` or ``fp16``.
+        resume: Continue from ``out/last.pt`` when it exists.
+        progress: Show a progress bar (rank 0).
+    """
+
+    shards: tuple[str, ...]
+    checkpoint: str
+    out: str
+    arch: str = "wrn38"
+    num_classes: int = NUM_CLASSES
+    head: str = "classifier"
+    loss: LossConfig = field(default_factory=LossConfig)
+    steps: int = 200
+    lr: float = 1e-4
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    crop: tuple[int, int] | None = None
+    scale: tuple[float, float] = (1.0, 1.0)
+    flip: bool = True
+    shuffle_buffer: int = 64
+    workers: int = 2
+    seed: int = 0
+    save_every: int = 100
+    log_every: int = 10
+    val_shards: tuple[str, ...] = ()
+    val_every: int = 50
+    val_score: str = "energy"
+    val_max_frames: int | None = None
+    device: str = "auto"
+    amp: str = "auto"
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            raise ValueError("shards: give at least one augmented-frame shard URL")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.val_score not in VAL_SCORES:
+            raise ValueError(f"val_score must be one of {VAL_SCORES}, got {self.val_score!r}")
+        for name in ("steps", "batch_size", "save_every", "log_every", "val_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        Augment(scale=self.scale, crop=self.crop, flip=self.flip)  # validates
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON-able values (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _amp_dtype(cfg: FinetuneConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return None
+    if cfg.amp == "fp16":
+        return torch.float16
+    if cfg.amp == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _make_optimizer(cfg: FinetuneConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+
+
+def _sha256(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write_bytes_atomic(url: str, data: bytes) -> None:
+    fs, path = fsspec.core.url_to_fs(url)
+    parent = fs._parent(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = path + ".tmp"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)
+
+
+def _append_log(url: str, record: dict[str, Any]) -> None:
+    fs, path = fsspec.core.url_to_fs(url)
+    mode = "ab" if fs.exists(path) else "wb"
+    with fs.open(path, mode) as f:
+        f.write((json.dumps(record, sort_keys=True) + "\n").encode())
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def anomaly_score(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-pixel anomaly score from logits [B, C, H, W] -> [B, H, W] (higher = more anomalous).
+
+    Args:
+        logits: Raw logits.
+        kind: ``energy`` (``-logsumexp``) or ``max_logit`` (``-max``).
+    """
+    if kind == "energy":
+        return energy(logits)
+    if kind == "max_logit":
+        return -logits.float().amax(dim=1)
+    raise ValueError(f"score must be one of {VAL_SCORES}, got {kind!r}")
+
+
+def to_anomaly_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Augmented-frame labels -> anomaly labels: 254 -> 1, class ids -> 0, 255 -> 255."""
+    labels = labels.long()
+    out = torch.zeros_like(labels)
+    out[labels == OOD] = 1
+    out[labels == IGNORE] = IGNORE
+    return out.to(torch.uint8)
+
+
+@torch.no_grad()
+def evaluate_pasted_ap(model: torch.nn.Module, urls: Sequence[str], *, score: str = "energy",
+                       device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
+                       max_frames: int | None = None, workers: int = 0) -> dict[str, float]:
+    """Pasted-pixel AP of a model on held-out augmented frames (whole frames, batch 1, shard order).
+
+    Args:
+        model: The segmentation model (put in ``eval()`` for the call, then restored).
+        urls: Augmented-frame shard URLs.
+        score: ``energy`` or ``max_logit``.
+        device: Device of the model.
+        amp_dtype: Autocast dtype, or ``None``.
+        max_frames: Stop after this many frames.
+        workers: ``DataLoader`` workers.
+
+    Returns:
+        ``{"ap", "frames", "ood_pixels"}``.
+    """
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    stream = ShardStream(list(urls), shuffle=False, rank=0, world_size=1, uneven="none", epochs=1)
+    metric = AnomalyMetrics()
+    frames = ood = 0
+    loader = DataLoader(stream, batch_size=1, num_workers=workers)
+    for batch in loader:
+        x = normalize(batch["image"].to(device))
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(x)
+        metric.update(anomaly_score(logits.float(), score), to_anomaly_labels(batch["label"].to(device)))
+        frames += 1
+        ood += int((batch["label"] == OOD).sum())
+        if max_frames is not None and frames >= max_frames:
+            break
+    model.train(was_training)
+    if metric.num_pos == 0 or metric.num_neg == 0:
+        raise ValueError(f"validation shards {list(urls)} need pasted (254) and other labelled pixels; found "
+                         f"{metric.num_pos} pasted and {metric.num_neg} other pixels in {frames} frames")
+    return {"ap": float(metric.compute()["ap"]), "frames": frames, "ood_pixels": ood}
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, url: str) -> None:
+    mine = cfg.to_json()
+    diffs = [f"{k}: saved {saved.get(k)!r}, now {mine[k]!r}" for k in mine
+             if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+    if diffs:
+        raise ValueError(f"cannot resume from {url}: settings differ ({'; '.join(diffs)}); only "
+                         f"{sorted(RESUMABLE_CHANGES)} may change")
+
+
+def run(cfg: FinetuneConfig, *, on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Finetune the head (see the module docstring); call under ``torchrun`` for several processes.
+
+    Args:
+        cfg: Settings.
+        on_step: Called on every rank after each optimizer step with (step, {"loss", "ce", "ood"}) (the losses
+            of this rank's batch). An exception raised there stops the run as an interruption would (the last
+            periodic checkpoint stays).
+
+    Returns:
+        ``{"step", "best", "head_sha256", "out", "rank"}`` (the final head hash of this rank, and the best
+        validation result as ``{"step", "ap"}`` or ``None``).
+
+    Raises:
+        FileExistsError: ``out`` already holds a run and ``resume`` is off.
+        ValueError: Settings that do not fit the saved run on resume, or bad inputs.
+    """
+    info = init_distributed(cfg.device)
+    try:
+        return _run(cfg, info, on_step)
+    finally:
+        shutdown(info)
+
+
+def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, float]], None] | None
+         ) -> dict[str, Any]:
+    device = info.device
+    amp_dtype = _amp_dtype(cfg, device)
+    last_url = join_url(cfg.out, "last.pt")
+    log_url = join_url(cfg.out, "train_log.jsonl")
+    fs, last_path = fsspec.core.url_to_fs(last_url)
+    has_last = fs.exists(last_path)
+    if has_last and not cfg.resume:
+        raise FileExistsError(f"{cfg.out} already holds a finetune run ({last_url}); pass --resume to continue "
+                              "it or choose another --out")
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, cfg.num_classes)
+    load_checkpoint(model, cfg.checkpoint)
+    model.to(device)
+    params = freeze_all_but_head(model, cfg.head)
+    heads = head_modules(model, cfg.head)
+    optimizer = _make_optimizer(cfg, params)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    stream = ShardStream(list(cfg.shards), seed=cfg.seed, augment=Augment(cfg.scale, cfg.crop, cfg.flip),
+                         shuffle_buffer=cfg.shuffle_buffer, rank=info.rank, world_size=info.world_size,
+                         uneven="pad", epochs=None)
+    loader = StreamLoader(stream, cfg.batch_size, num_workers=cfg.workers, pin_memory=device.type == "cuda")
+
+    step = 0
+    best: dict[str, Any] | None = None
+    best_head: dict[str, torch.Tensor] = {}
+    if cfg.resume and has_last:
+        state = read_checkpoint(last_url)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{last_url} is not a {STATE_FORMAT} resume file")
+        _check_resume_config(json.loads(state["config"]), cfg, last_url)
+        if len(state["stream"]) != info.world_size:
+            raise ValueError(f"cannot resume from {last_url}: it was written by {len(state['stream'])} ranks, "
+                             f"this run has {info.world_size}")
+        load_head_state_dict(model, cfg.head, state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        loader.load_state_dict(json.loads(state["stream"][info.rank]))
+        step = int(state["step"])
+        best = json.loads(state["best"]) if state.get("best") else None
+        best_head = dict(state.get("best_head") or {})
+    for module in heads.values():
+        broadcast_module(module, info)
+
+    if info.main:
+        if not cfg.resume or not has_last:
+            fs.makedirs(fs._parent(last_path), exist_ok=True)
+            fs_log, log_path = fsspec.core.url_to_fs(log_url)
+            if fs_log.exists(log_path):
+                fs_log.rm(log_path)
+        _append_log(log_url, {"event": "start", "step": step, "world_size": info.world_size,
+                              "device": str(device), "amp": str(amp_dtype), "config": cfg.to_json(),
+                              "resumed": bool(cfg.resume and has_last)})
+
+    def save_state() -> None:
+        streams = gather_objects(json.dumps(loader.state_dict()), info)
+        if not info.main:
+            return
+        payload = {
+            "format": STATE_FORMAT,
+            "step": step,
+            "config": json.dumps(cfg.to_json()),
+            "head_name": cfg.head,
+            "head": head_state_dict(model, cfg.head),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "stream": streams,
+            "best": json.dumps(best) if best else "",
+            "best_head": best_head,
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        _write_bytes_atomic(last_url, buf.getvalue())
+        _append_log(log_url, {"event": "checkpoint", "step": step, "url": last_url})
+
+    def validate() -> None:
+        nonlocal best, best_head
+        if info.main:
+            res = evaluate_pasted_ap(model, cfg.val_shards, score=cfg.val_score, device=device, amp_dtype=amp_dtype,
+                                     max_frames=cfg.val_max_frames)
+            improved = best is None or (not math.isnan(res["ap"]) and res["ap"] > best["ap"])
+            if improved:
+                best = {"step": step, "ap": res["ap"]}
+                best_head = head_state_dict(model, cfg.head)
+            _append_log(log_url, {"event": "val", "step": step, **res, "best_step": best["step"],
+                                  "best_ap": best["ap"]})
+            if bar is not None:
+                bar.write(f"step {step}: pasted-pixel AP {res['ap']:.4f} (best {best['ap']:.4f} at step "
+                          f"{best['step']})")
+        barrier(info)
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (info.main and cfg.progress), dynamic_ncols=True,
+               desc="finetune", unit="step") if info.main else None
+    model.train()
+    if cfg.val_shards and step == 0 and best is None:
+        validate()  # the base model's AP: a finetune that does not beat it keeps the base head
+    window_t0, window_steps = time.perf_counter(), 0
+    parts_sum = torch.zeros(3, device=device)
+    batches = iter(loader)
+    while step < cfg.steps:
+        batch = next(batches)
+        x = normalize(batch["image"].to(device, non_blocking=True))
+        y = batch["label"].to(device, non_blocking=True).long()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = head_forward(model, x, cfg.head)
+        loss, parts = total_loss(logits.float(), y, cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        average_gradients(params, info)
+        scaler.step(optimizer)
+        scaler.update()
+        if cfg.head == "final":
+            for module in heads.values():
+                average_buffers(module, info)
+        step += 1
+        window_steps += 1
+        parts_sum += torch.stack([parts["loss"], parts["ce"], parts["ood"]])
+        if on_step is not None:
+            on_step(step, {k: float(v) for k, v in parts.items()})
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            mean = mean_over_ranks(parts_sum / window_steps, info).tolist()
+            dt = time.perf_counter() - window_t0
+            ips = window_steps * cfg.batch_size * info.world_size / max(dt, 1e-9)
+            if info.main:
+                rec = {"event": "step", "step": step, "loss": mean[0], "ce": mean[1], "ood": mean[2],
+                       "lr": optimizer.param_groups[0]["lr"], "images_per_s": ips,
+                       "epoch": int(batch["epoch"].max())}
+                _append_log(log_url, rec)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{mean[0]:.4f}", ood=f"{mean[2]:.4f}", img_s=f"{ips:.1f}")
+            window_t0, window_steps = time.perf_counter(), 0
+            parts_sum.zero_()
+        if bar is not None:
+            bar.update(1)
+        if cfg.val_shards and (step % cfg.val_every == 0 or step == cfg.steps):
+            validate()
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_state()
+    if bar is not None:
+        bar.close()
+
+    final = head_state_dict(model, cfg.head)
+    hashes = gather_objects(_sha256(final), info)
+    if info.main:
+        if len(set(hashes)) != 1:
+            raise RuntimeError(f"ranks finished with different head weights: {hashes}")
+        chosen, chosen_step = final, step
+        if best is not None and best_head:
+            chosen, chosen_step = best_head, best["step"]
+        meta = {"head": cfg.head, "step": chosen_step, "steps": step, "base_checkpoint": cfg.checkpoint,
+                "best": best, "config": cfg.to_json()}
+        save_checkpoint(chosen, join_url(cfg.out, "head.pt"), metadata=meta, arch=cfg.arch,
+                        num_classes=cfg.num_classes)
+        load_head_state_dict(model, cfg.head, chosen)
+        save_checkpoint(model, join_url(cfg.out, "model.pt"), metadata=meta, arch=cfg.arch,
+                        num_classes=cfg.num_classes)
+        load_head_state_dict(model, cfg.head, final)
+        _append_log(log_url, {"event": "end", "step": step, "head_sha256_per_rank": hashes, "best": best,
+                              "saved_head_step": chosen_step})
+    barrier(info)
+    return {"step": step, "best": best, "head_sha256": hashes[info.rank], "out": cfg.out, "rank": info.rank}
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+def _pair(kind: type, text: str, name: str) -> tuple:
+    parts = text.replace("x", ",").split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{name} must be two values like 512,1024, got {text!r}")
+    try:
+        return tuple(kind(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} must be two {kind.__name__} values, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``stylepaste finetune`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="stylepaste finetune",
+        description="Finetune only the classification head of a segmentation model on augmented-frame shards "
+                    "with CE + w * (top-k one-vs-rest | entropy | energy) on pasted pixels. Runs under "
+                    "torchrun for several processes (DDP: gloo on CPU, nccl + autocast on CUDA).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--shards", nargs="+", required=True, help="augmented-frame shard folder(s), file(s) or glob(s)")
+    p.add_argument("--checkpoint", required=True, help="base model checkpoint URL (public or stylepaste layout)")
+    p.add_argument("--arch", default="wrn38", choices=ARCHS, help="model architecture")
+    p.add_argument("--num-classes", type=int, default=NUM_CLASSES, help="classes of the base model")
+    p.add_argument("--out", required=True, help="output folder URL")
+    p.add_argument("--head", default="classifier", choices=HEADS,
+                   help="what is trained: the final 1x1 classifier conv, or the whole final block")
+    p.add_argument("--loss", default="topk_ovr", choices=LOSS_KINDS,
+                   help="OoD term: top-k one-vs-rest (ours), Meta-OoD entropy, or energy margin")
+    p.add_argument("--k", type=int, default=5, help="top-k classes per OoD pixel (topk_ovr)")
+    p.add_argument("--ovr", action="store_true", help="plain one-vs-rest over all classes (k = C)")
+    p.add_argument("--s", type=float, default=1.0, help="logit scale inside the softplus (topk_ovr)")
+    p.add_argument("--w", type=float, default=None,
+                   help="weight of the OoD term (default: 1 topk_ovr, 9 entropy, 0.1 energy)")
+    p.add_argument("--m-in", type=float, default=-25.0, help="inlier energy margin (energy)")
+    p.add_argument("--m-out", type=float, default=-7.0, help="OoD energy margin (energy)")
+    p.add_argument("--steps", type=int, default=200, help="optimizer steps")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (constant)")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per step and process")
+    p.add_argument("--crop", type=lambda t: _pair(int, t, "--crop"), default=None,
+                   help="random crop HEIGHT,WIDTH (default: whole frames)")
+    p.add_argument("--scale", type=lambda t: _pair(float, t, "--scale"), default=(1.0, 1.0),
+                   help="random rescale range LOW,HIGH")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--shuffle-buffer", type=int, default=64, help="rows in the stream's shuffle buffer")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    p.add_argument("--seed", type=int, default=0, help="seed of data order and augmentation")
+    p.add_argument("--save-every", type=int, default=100, help="steps between resume checkpoints")
+    p.add_argument("--log-every", type=int, default=10, help="steps between log lines")
+    p.add_argument("--val-shards", nargs="*", default=(), help="held-out augmented-frame shards for validation")
+    p.add_argument("--val-every", type=int, default=50, help="steps between validations")
+    p.add_argument("--val-score", default="energy", choices=VAL_SCORES, help="anomaly score for validation")
+    p.add_argument("--val-max-frames", type=int, default=None, help="validate on at most this many frames")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default="auto", choices=AMP_MODES, help="autocast on CUDA")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """Turn parsed arguments into a :class:`FinetuneConfig`."""
+    loss = LossConfig(kind=args.loss, k=None if args.ovr else args.k, s=args.s, w=args.w, m_in=args.m_in,
+                      m_out=args.m_out)
+    return FinetuneConfig(
+        shards=tuple(args.shards), checkpoint=args.checkpoint, out=args.out, arch=args.arch,
+        num_classes=args.num_classes, head=args.head, loss=loss, steps=args.steps, lr=args.lr,
+        optimizer=args.optimizer, weight_decay=args.weight_decay, batch_size=args.batch_size,
+        crop=tuple(args.crop) if args.crop else None, scale=tuple(args.scale), flip=not args.no_flip,
+        shuffle_buffer=args.shuffle_buffer, workers=args.workers, seed=args.seed, save_every=args.save_every,
+        log_every=args.log_every, val_shards=tuple(args.val_shards or ()), val_every=args.val_every,
+        val_score=args.val_score, val_max_frames=args.val_max_frames, device=args.device, amp=args.amp,
+        resume=args.resume, progress=not args.no_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``stylepaste finetune`` (and ``python -m trainer.finetune`` under torchrun)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))
+    result = run(cfg)
+    if result["rank"] == 0:
+        best = result["best"]
+        extra = f", best pasted-pixel AP {best['ap']:.4f} at step {best['step']}" if best else ""
+        print(f"finetune: {result['step']} steps, head in {join_url(cfg.out, 'head.pt')}{extra}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

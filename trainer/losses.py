@@ -1,0 +1,211 @@
+"""Training losses: cross-entropy on inliers plus an out-of-distribution term on pasted pixels (label 254).
+
+All functions take raw logits [B, C, H, W] and a label map [B, H, W] (trainIds 0..C-1, ``OOD`` = 254 for
+pasted pixels, ``IGNORE`` = 255) and return a scalar. The total is ``CE + w * L_ood``:
+
+* ``topk_ovr`` (ours, the default): for OoD pixels i with logits λ_i,
+  ``L_ood = 1/(K |N_ood|) Σ_i Σ_{k ∈ topK(λ_i)} softplus(s λ_{i,k})`` — a one-vs-rest "not this class"
+  target on the K largest logits of each pasted pixel (``softplus(sλ) = -log σ(-sλ)``). Defaults K=5, s=1,
+  w=1. ``k = C`` (or ``k=None``) is plain one-vs-rest over all classes.
+* ``entropy`` (Meta-OoD, Chan et al. 2021): cross-entropy of the softmax to the uniform distribution on OoD
+  pixels, ``L_ood = mean_i -1/C Σ_c log softmax(λ_i)_c`` (entropy maximisation up to the constant log C).
+  Meta-OoD writes the total as ``(1-λ) CE + λ L_ood`` with λ = 0.9, which is ``CE + w L_ood`` with
+  ``w = λ/(1-λ) = 9`` and the learning rate scaled by ``1-λ``; the default ``w`` for this kind is 9.
+* ``energy`` (energy margin, Liu et al. 2020, as used for segmentation by PEBAL): with the free energy
+  ``E(λ) = -logsumexp(λ)``, ``L_ood = mean_in relu(E - m_in)^2 + mean_ood relu(m_out - E)^2`` (squared hinges
+  that push inlier energies below ``m_in`` and OoD energies above ``m_out``). Liu et al.'s defaults:
+  ``m_in = -25``, ``m_out = -7``, ``w = 0.1``. The margins are in logit units: set them from the base model's
+  energy distribution when its logits are on another scale.
+
+Cross-entropy ignores 255 and 254 and is averaged over the remaining pixels; every term is 0 (and still part of
+the autograd graph) when it has no pixels, so a batch without pasted objects trains the inliers only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from schemas.labels import IGNORE, OOD
+
+LOSS_KINDS: tuple[str, ...] = ("topk_ovr", "entropy", "energy")
+
+#: Default OoD weight ``w`` of each loss kind (``LossConfig.w = None`` picks it).
+DEFAULT_WEIGHTS: dict[str, float] = {"topk_ovr": 1.0, "entropy": 9.0, "energy": 0.1}
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Settings of the training loss.
+
+    Attributes:
+        kind: ``"topk_ovr"`` (default), ``"entropy"`` (Meta-OoD) or ``"energy"`` (energy margin).
+        k: Classes per OoD pixel in ``topk_ovr``; ``None`` means all classes (plain one-vs-rest).
+        s: Logit scale inside the softplus of ``topk_ovr``.
+        w: Weight of the OoD term; ``None`` picks :data:`DEFAULT_WEIGHTS` for the kind.
+        m_in: Energy margin of inliers (``energy``).
+        m_out: Energy margin of OoD pixels (``energy``).
+    """
+
+    kind: str = "topk_ovr"
+    k: int | None = 5
+    s: float = 1.0
+    w: float | None = None
+    m_in: float = -25.0
+    m_out: float = -7.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in LOSS_KINDS:
+            raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {self.kind!r}")
+        if self.k is not None and int(self.k) < 1:
+            raise ValueError(f"k must be >= 1 (or None for all classes), got {self.k}")
+        if not self.s > 0:
+            raise ValueError(f"s must be > 0, got {self.s}")
+        if self.w is not None and self.w < 0:
+            raise ValueError(f"w must be >= 0, got {self.w}")
+
+    @property
+    def weight(self) -> float:
+        """The effective OoD weight ``w``."""
+        return DEFAULT_WEIGHTS[self.kind] if self.w is None else float(self.w)
+
+
+def _check(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be [B, C, H, W], got shape {tuple(logits.shape)}")
+    if labels.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(f"labels must be [B, H, W] = {(logits.shape[0], *logits.shape[2:])} to match the logits, "
+                         f"got {tuple(labels.shape)}")
+
+
+def _pixels(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Logits of the masked pixels [N, C]."""
+    return logits.permute(0, 2, 3, 1)[mask]
+
+
+def _zero(logits: torch.Tensor) -> torch.Tensor:
+    return logits.sum() * 0.0
+
+
+def inlier_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over pixels with a class label (not 254, not 255).
+
+    Args:
+        logits: [B, C, H, W].
+        labels: [B, H, W] integer labels.
+
+    Returns:
+        Scalar; 0 when no pixel has a class label.
+
+    Raises:
+        ValueError: For mismatched shapes, or labels that are neither a class, 254 nor 255.
+    """
+    _check(logits, labels)
+    labels = labels.long()
+    c = logits.shape[1]
+    valid = labels < c
+    bad = ~valid & (labels != OOD) & (labels != IGNORE)
+    if bool(bad.any()):
+        raise ValueError(f"labels must be 0..{c - 1}, {OOD} or {IGNORE}; found {int(labels[bad][0])}")
+    n = valid.sum().clamp_min(1)  # no host sync; the sum is 0 when no pixel is valid
+    target = torch.where(valid, labels, torch.full_like(labels, IGNORE))
+    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum") / n
+
+
+def topk_ovr_loss(logits: torch.Tensor, labels: torch.Tensor, k: int | None = 5, s: float = 1.0) -> torch.Tensor:
+    """Top-k one-vs-rest loss on OoD pixels: ``1/(K|N|) Σ_i Σ_{k∈topK(λ_i)} softplus(s λ_{i,k})``.
+
+    Args:
+        logits: [B, C, H, W].
+        labels: [B, H, W]; pixels equal to 254 are the OoD set N.
+        k: K; ``None`` or ``k >= C`` uses all C classes (plain one-vs-rest).
+        s: Logit scale.
+
+    Returns:
+        Scalar; 0 when there is no OoD pixel.
+    """
+    _check(logits, labels)
+    ood = _pixels(logits, labels == OOD).float()
+    if ood.shape[0] == 0:
+        return _zero(logits)
+    c = logits.shape[1]
+    kk = c if k is None else min(int(k), c)
+    top = ood if kk == c else ood.topk(kk, dim=1).values
+    return F.softplus(s * top).sum() / (kk * ood.shape[0])
+
+
+def entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Meta-OoD term: cross-entropy to the uniform distribution on OoD pixels, ``mean_i -mean_c log p_ic``.
+
+    Args:
+        logits: [B, C, H, W].
+        labels: [B, H, W]; 254 marks OoD pixels.
+
+    Returns:
+        Scalar (at least log C when there are OoD pixels); 0 when there is none.
+    """
+    _check(logits, labels)
+    ood = _pixels(logits, labels == OOD).float()
+    if ood.shape[0] == 0:
+        return _zero(logits)
+    return -F.log_softmax(ood, dim=1).mean()
+
+
+def energy(logits: torch.Tensor) -> torch.Tensor:
+    """Free energy ``-logsumexp`` over classes: [B, C, H, W] -> [B, H, W] (higher = more anomalous)."""
+    return -torch.logsumexp(logits.float(), dim=1)
+
+
+def energy_margin_loss(logits: torch.Tensor, labels: torch.Tensor, m_in: float = -25.0,
+                       m_out: float = -7.0) -> torch.Tensor:
+    """Energy margin term: ``mean_in relu(E - m_in)^2 + mean_ood relu(m_out - E)^2``.
+
+    Args:
+        logits: [B, C, H, W].
+        labels: [B, H, W]; class labels are inliers, 254 is OoD, 255 is ignored.
+        m_in: Inlier energy margin.
+        m_out: OoD energy margin.
+
+    Returns:
+        Scalar; a side without pixels contributes 0.
+    """
+    _check(logits, labels)
+    e = energy(logits)
+    labels = labels.long()
+    inl = labels < logits.shape[1]
+    ood = labels == OOD
+    loss = _zero(logits)
+    if bool(inl.any()):
+        loss = loss + F.relu(e[inl] - m_in).pow(2).mean()
+    if bool(ood.any()):
+        loss = loss + F.relu(m_out - e[ood]).pow(2).mean()
+    return loss
+
+
+def ood_loss(logits: torch.Tensor, labels: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """The OoD term ``L_ood`` of ``cfg.kind`` (unweighted)."""
+    if cfg.kind == "topk_ovr":
+        return topk_ovr_loss(logits, labels, cfg.k, cfg.s)
+    if cfg.kind == "entropy":
+        return entropy_loss(logits, labels)
+    return energy_margin_loss(logits, labels, cfg.m_in, cfg.m_out)
+
+
+def total_loss(logits: torch.Tensor, labels: torch.Tensor,
+               cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``CE + w * L_ood``.
+
+    Args:
+        logits: [B, C, H, W] raw logits (any float dtype; computed in float32).
+        labels: [B, H, W] integer labels (uint8 or int64).
+        cfg: Loss settings.
+
+    Returns:
+        ``(loss, parts)``: the scalar loss and ``{"ce", "ood", "loss"}`` as detached scalars for logging.
+    """
+    ce = inlier_cross_entropy(logits, labels)
+    lo = ood_loss(logits, labels, cfg)
+    loss = ce + cfg.weight * lo
+    return loss, {"ce": ce.detach(), "ood": lo.detach(), "loss": loss.detach()}

@@ -1,0 +1,321 @@
+"""``stylepaste pretrain``: train a segmentation model from scratch on a Cityscapes-layout train split.
+
+Plain cross-entropy (ignore 255) on random scale / crop / flip of the train frames, AdamW with a linear
+warm-up and a polynomial decay, then the val mIoU (19 classes) on whole frames. The run is reproducible: the
+weights come from ``torch.manual_seed(seed)``, the frame order of each epoch from
+``rng_for(seed, ("order", epoch))`` and each sample's augmentation from
+``rng_for(seed, ("augment", epoch, frame_id))``, so neither depends on the number of ``DataLoader`` workers.
+(Bit-identical weights across runs also need the same torch build and thread count.)
+
+Writes to ``--out``: ``model.pt`` (``save_checkpoint`` format, loads with
+:func:`trainer.checkpoint.load_checkpoint`; its metadata holds the settings and the val metrics),
+``metrics.json`` (val mIoU and per-class IoU) and ``train_log.jsonl``.
+
+This is how the demo's ``small`` model is made from the synthetic city (``stylepaste world``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from schemas.cityscapes import CityscapesFrame, list_frames, read_image, read_train_ids
+from schemas.labels import IGNORE, NUM_CLASSES
+from schemas.manifest import join_url
+from schemas.rng import rng_for
+from trainer.checkpoint import save_checkpoint
+from trainer.data import Augment, augment_frame
+from trainer.metrics import SegmentationMetrics
+from trainer.models import ARCHS, build_model, normalize
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of ``stylepaste pretrain``.
+
+    Attributes:
+        cityscapes: Root of the Cityscapes layout (local path or fsspec URL).
+        out: Output folder URL.
+        arch: Architecture (``small`` for the demo).
+        num_classes: Classes (19 trainIds).
+        train_split: Split to train on.
+        val_split: Split to evaluate on (empty: no evaluation).
+        steps: Optimizer steps.
+        batch_size: Crops per step.
+        crop: Random crop (height, width).
+        scale: Random rescale range (low, high).
+        flip: Random horizontal flips.
+        lr: Peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup: Linear warm-up steps.
+        power: Exponent of the polynomial decay after the warm-up.
+        seed: Seed of weights, data order and augmentation.
+        workers: ``DataLoader`` workers.
+        threads: torch CPU threads (``None``: torch's default).
+        log_every: Steps between log lines.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        progress: Show a progress bar.
+    """
+
+    cityscapes: str
+    out: str
+    arch: str = "small"
+    num_classes: int = NUM_CLASSES
+    train_split: str = "train"
+    val_split: str = "val"
+    steps: int = 1500
+    batch_size: int = 8
+    crop: tuple[int, int] = (256, 256)
+    scale: tuple[float, float] = (0.75, 1.5)
+    flip: bool = True
+    lr: float = 4e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    power: float = 0.9
+    seed: int = 0
+    workers: int = 2
+    threads: int | None = None
+    log_every: int = 25
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        for name in ("steps", "batch_size", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0 or self.warmup < 0:
+            raise ValueError(f"workers and warmup must be >= 0, got {self.workers}, {self.warmup}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+        Augment(scale=self.scale, crop=self.crop, flip=self.flip)  # validates
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON-able values."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+class EpochSampler(Sampler):
+    """Endless ``(index, epoch)`` pairs: each epoch is ``rng_for(seed, ("order", epoch)).permutation(n)``.
+
+    Args:
+        n: Number of frames.
+        seed: Seed.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = int(n), int(seed)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = 0
+        while True:
+            for i in rng_for(self.seed, ("order", epoch)).permutation(self.n):
+                yield int(i), epoch
+            epoch += 1
+
+
+class CityscapesCrops(Dataset):
+    """Augmented crops of Cityscapes-layout frames, indexed by ``(frame index, epoch)``.
+
+    Args:
+        frames: The frames (from :func:`schemas.cityscapes.list_frames`).
+        augment: Augmentation.
+        seed: Seed of the augmentation.
+    """
+
+    def __init__(self, frames: list[CityscapesFrame], augment: Augment, seed: int) -> None:
+        self.frames, self.augment, self.seed = frames, augment, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, epoch = key
+        frame = self.frames[index]
+        image, label = read_image(frame), read_train_ids(frame)
+        rng = rng_for(self.seed, ("augment", int(epoch), frame.frame_id))
+        image, label = augment_frame(image, label, rng, self.augment)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(label)
+
+
+def lr_factor(step: int, cfg: PretrainConfig) -> float:
+    """Learning-rate multiplier at ``step`` (0-based): linear warm-up, then ``(1 - t)^power``."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return max(1.0 - t, 0.0) ** cfg.power
+
+
+@torch.no_grad()
+def evaluate_miou(model: torch.nn.Module, frames: list[CityscapesFrame], device: torch.device,
+                  num_classes: int = NUM_CLASSES) -> dict[str, Any]:
+    """mIoU of a model on whole frames (batch 1).
+
+    Args:
+        model: The model (evaluated in ``eval()``).
+        frames: Frames with ground truth.
+        device: Device of the model.
+        num_classes: Evaluated classes.
+
+    Returns:
+        :meth:`trainer.metrics.SegmentationMetrics.compute` plus ``frames``.
+    """
+    was = model.training
+    model.eval()
+    metric = SegmentationMetrics(num_classes)
+    for frame in frames:
+        image = torch.from_numpy(np.ascontiguousarray(read_image(frame).transpose(2, 0, 1)))[None].to(device)
+        target = torch.from_numpy(read_train_ids(frame))[None]
+        metric.update(model(normalize(image)).argmax(1).cpu(), target)
+    model.train(was)
+    return {**metric.compute(), "frames": len(frames)}
+
+
+def run(cfg: PretrainConfig) -> dict[str, Any]:
+    """Train and evaluate (see the module docstring).
+
+    Returns:
+        ``{"model", "val"}``: the checkpoint URL and the val metrics (``None`` without a val split).
+    """
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    train = list_frames(cfg.cityscapes, cfg.train_split)
+    val = list_frames(cfg.cityscapes, cfg.val_split) if cfg.val_split else []
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, cfg.num_classes).to(device)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    data = CityscapesCrops(train, Augment(cfg.scale, cfg.crop, cfg.flip), cfg.seed)
+    kw: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": 4} if cfg.workers > 0 else {}
+    if cfg.workers > 0 and cfg.threads is not None:
+        kw["worker_init_fn"] = _one_thread
+    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=EpochSampler(len(train), cfg.seed),
+                        num_workers=cfg.workers, drop_last=True, pin_memory=device.type == "cuda", **kw)
+    log_url = join_url(cfg.out, "train_log.jsonl")
+    fs, log_path = fsspec.core.url_to_fs(log_url)
+    fs.makedirs(fs._parent(log_path), exist_ok=True)
+    log = fs.open(log_path, "wb")
+    bar = tqdm(total=cfg.steps, disable=not cfg.progress, desc="pretrain", unit="step", dynamic_ncols=True)
+    t0, window, loss_sum = time.perf_counter(), 0, 0.0
+    batches = iter(loader)
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg)
+        image, label = next(batches)
+        x = normalize(image.to(device, non_blocking=True))
+        y = label.to(device, non_blocking=True).long()
+        loss = F.cross_entropy(model(x), y, ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach())
+        window += 1
+        bar.update(1)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            dt = time.perf_counter() - t0
+            rec = {"event": "step", "step": step + 1, "loss": loss_sum / window, "lr": opt.param_groups[0]["lr"],
+                   "images_per_s": window * cfg.batch_size / max(dt, 1e-9)}
+            log.write((json.dumps(rec) + "\n").encode())
+            log.flush()
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", img_s=f"{rec['images_per_s']:.1f}")
+            t0, window, loss_sum = time.perf_counter(), 0, 0.0
+    bar.close()
+    del batches
+    metrics = evaluate_miou(model, val, device, cfg.num_classes) if val else None
+    if metrics is not None:
+        log.write((json.dumps({"event": "val", "step": cfg.steps, "miou": metrics["miou"]}) + "\n").encode())
+    log.close()
+    model_url = join_url(cfg.out, "model.pt")
+    save_checkpoint(model.cpu(), model_url, metadata={"config": cfg.to_json(), "val": metrics,
+                                                      "train_frames": len(train)})
+    with fsspec.open(join_url(cfg.out, "metrics.json"), "w") as f:
+        json.dump({"val": metrics, "config": cfg.to_json()}, f, indent=2, allow_nan=True)
+    return {"model": model_url, "val": metrics}
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _pair(kind: type, text: str, name: str) -> tuple:
+    parts = text.replace("x", ",").split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{name} must be two values like 256,512, got {text!r}")
+    try:
+        return tuple(kind(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} must be two {kind.__name__} values, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``stylepaste pretrain`` argument parser."""
+    d = PretrainConfig(cityscapes="", out="")
+    p = argparse.ArgumentParser(
+        prog="stylepaste pretrain",
+        description="Train a segmentation model from scratch with plain cross-entropy on a Cityscapes-layout "
+                    "train split (e.g. the synthetic city of `stylepaste world`), then report the val mIoU.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--cityscapes", required=True, help="Cityscapes layout root (e.g. WORLD/cityscapes)")
+    p.add_argument("--out", required=True, help="output folder URL")
+    p.add_argument("--arch", default=d.arch, choices=ARCHS, help="architecture")
+    p.add_argument("--train-split", default=d.train_split, help="split to train on")
+    p.add_argument("--val-split", default=d.val_split, help="split to evaluate on ('' for none)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per step")
+    p.add_argument("--crop", type=lambda t: _pair(int, t, "--crop"), default=d.crop, help="crop HEIGHT,WIDTH")
+    p.add_argument("--scale", type=lambda t: _pair(float, t, "--scale"), default=d.scale,
+                   help="random rescale range LOW,HIGH")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and augmentation")
+    p.add_argument("--workers", type=int, default=d.workers, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads of the training process")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``stylepaste pretrain``."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        cfg = PretrainConfig(
+            cityscapes=a.cityscapes, out=a.out, arch=a.arch, train_split=a.train_split, val_split=a.val_split,
+            steps=a.steps, batch_size=a.batch_size, crop=tuple(a.crop), scale=tuple(a.scale), flip=not a.no_flip,
+            lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, seed=a.seed, workers=a.workers,
+            threads=a.threads, device=a.device, progress=not a.no_progress)
+    except ValueError as err:
+        parser.error(str(err))
+    result = run(cfg)
+    val = result["val"]
+    miou = f", val mIoU {100 * val['miou']:.1f} on {val['frames']} frames" if val else ""
+    print(f"pretrain: {cfg.steps} steps, model in {result['model']}{miou}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
