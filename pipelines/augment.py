@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import time
 import warnings
@@ -142,7 +143,8 @@ class AugmentConfig:
         png_level: zlib level of shard PNGs.
         device: Aligner device: cpu, cuda, cuda:N or auto.
         align_batch_size: Largest RunInference batch.
-        torch_threads: ``torch.set_num_threads`` on each worker (None: leave torch's default).
+        torch_threads: ``torch.set_num_threads`` in each worker process (None: leave torch's default); the
+            process that runs the pipeline in memory keeps its own setting.
         max_frames: Use only the first N frames (sorted by frame id); None for all.
         overwrite: Replace a non-empty output folder after a successful run.
     """
@@ -317,8 +319,16 @@ class _Clock:
         self.counter.inc(int((time.perf_counter() - self.start) * 1e6))
 
 
-def _set_threads(n: int | None) -> None:
-    if n is not None:
+def _process_id() -> tuple[str, int]:
+    import socket
+
+    return socket.gethostname(), os.getpid()
+
+
+def _set_threads(n: int | None, launcher: tuple[str, int]) -> None:
+    """``torch.set_num_threads(n)`` in a worker process; the process that launched the pipeline is left alone
+    (with the in-memory DirectRunner the DoFns run inside the caller's process)."""
+    if n is not None and _process_id() != launcher:
         import torch
 
         torch.set_num_threads(int(n))
@@ -514,9 +524,10 @@ class PlaceObjectsFn(beam.DoFn):
     def __init__(self, cfg: AugmentConfig, style_pixels: bool) -> None:
         self._cfg = cfg
         self._style_pixels = style_pixels
+        self._launcher = _process_id()
 
     def setup(self) -> None:
-        _set_threads(self._cfg.torch_threads)
+        _set_threads(self._cfg.torch_threads, self._launcher)
 
     def process(self, element: tuple[str, dict[str, list]]) -> Iterable[Any]:
         from style_transfer.beam import AlignRequest
@@ -623,9 +634,10 @@ class PasteObjectsFn(beam.DoFn):
 
     def __init__(self, cfg: AugmentConfig) -> None:
         self._cfg = cfg
+        self._launcher = _process_id()
 
     def setup(self) -> None:
-        _set_threads(self._cfg.torch_threads)
+        _set_threads(self._cfg.torch_threads, self._launcher)
 
     def process(self, element: tuple[str, dict[str, list]]) -> Iterable[Any]:
         fid, groups = element
@@ -680,12 +692,13 @@ def make_handler(cfg: AugmentConfig):
 
     ``batch_shape="group"`` runs only equal-size crops together, so an object's result (its sensor noise
     field included) never depends on which other objects share its batch: shards stay byte-identical for
-    any worker count or bundling.
+    any worker count or bundling. Torch's thread count is set by the paste steps fused with it
+    (``--torch-threads``, worker processes only).
     """
     from style_transfer.beam import AlignerModelHandler
 
     return AlignerModelHandler(cfg.aligner, cfg.aligner_param_dict(), device=cfg.device, batch_shape="group",
-                               max_batch_size=cfg.align_batch_size, num_threads=cfg.torch_threads)
+                               max_batch_size=cfg.align_batch_size)
 
 
 @dataclass(frozen=True)
@@ -1000,7 +1013,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--device", default=d.device, help="aligner device: cpu, cuda, cuda:N or auto")
     st.add_argument("--align-batch-size", type=int, default=d.align_batch_size, help="largest RunInference batch")
     st.add_argument("--torch-threads", type=int, default=d.torch_threads,
-                    help="torch threads per worker process (1 suits one worker per core)")
+                    help="torch threads per worker process (1 suits one worker per core); the launching process "
+                         "keeps its own setting")
     beam_io.add_beam_arguments(p)
     return p
 

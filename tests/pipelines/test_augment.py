@@ -10,14 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import augment, coco
+from pipelines import augment
 from pipelines.augment import AugmentConfig, contact_sheet
-from pipelines.beam_io import write_shard
 from pipelines.paste import VOID_LABEL_IDS
-from schemas.arrow import FRAME, OBJECT_BANK
+from schemas.arrow import FRAME
 from schemas.codecs import decode_image, decode_png, encode_png, read_label, read_rgb
 from schemas.labels import IGNORE, OOD, label_ids_to_train_ids
-from schemas.manifest import Manifest, open_shard, read_manifest, write_manifest
+from schemas.manifest import open_shard, read_manifest
 
 DUCKDB_QUERY = """
 SELECT o.category_name            AS category,
@@ -30,27 +29,16 @@ ORDER BY ood_pixels DESC, category
 """
 
 
-def build_bank(coco_json: Path, image_dir: Path, out: Path, *, min_area: int = 64, min_side: int = 4) -> int:
-    """An object bank from a COCO layout with the bank pipeline's pure core (one shard + manifest)."""
-    from style_transfer.stats import image_style_stats
+def build_bank(coco_root: Path, split: str, out: Path, *, annotations: Path | None = None, min_area: int = 64,
+               min_side: int = 4, num_shards: int = 2) -> int:
+    """An object bank made by the bank pipeline (``stylepaste bank``) from a COCO layout."""
+    from pipelines.bank import BankConfig
+    from pipelines.bank import run as run_bank
 
-    data, _ = coco.read_instances(str(coco_json))
-    cats = coco.category_table(data)
-    rules = coco.CutRules(categories=cats, excluded_ids=coco.resolve_excluded(coco.DEFAULT_EXCLUDE, cats,
-                                                                              strict=False),
-                          min_area=min_area, min_side=min_side)
-    tasks, _, _ = coco.group_by_image(data)
-    rows = []
-    for task in tasks:
-        url = str(image_dir / task["image"]["file_name"])
-        rows += [o.row for o in coco.cut_image_objects(task, rules, url, read_rgb, image_style_stats)
-                 if isinstance(o, coco.Kept)]
-    rows.sort(key=lambda r: r["object_id"])
-    out.mkdir(parents=True, exist_ok=True)
-    info = write_shard(rows, str(out / "shard-00000-of-00001.parquet"), OBJECT_BANK)
-    write_manifest(str(out), Manifest(OBJECT_BANK.name, OBJECT_BANK.version, (info,), seed=0,
-                                      source={"coco": str(coco_json)}))
-    return len(rows)
+    cfg = BankConfig(coco=str(coco_root), out=str(out), split=split,
+                     annotations=None if annotations is None else str(annotations), min_area=min_area,
+                     min_side=min_side, num_shards=num_shards, row_group_rows=4)
+    return run_bank(cfg, _options(1)).rows
 
 
 def _options(workers: int = 1) -> PipelineOptions:
@@ -59,7 +47,7 @@ def _options(workers: int = 1) -> PipelineOptions:
                             f"--direct_running_mode={mode}"])
 
 
-def _cfg(world: Path, out: Path, **kw) -> AugmentConfig:
+def _cfg(world: Path, out: Path | str, **kw) -> AugmentConfig:
     base = dict(cityscapes=str(world / "cityscapes"), bank=str(world / "bank"), out=str(out), paste_prob=0.75,
                 scale_range=None)
     base.pop("scale_range")
@@ -83,8 +71,7 @@ def world(tmp_path_factory) -> Path:
     rc = world_stage.main(["--out", str(root), "--train", "6", "--val", "0", "--anomaly", "0", "--height", "64",
                            "--width", "128", "--coco-images", "8", "--workers", "1", "--no-progress"])
     assert rc == 0
-    n = build_bank(root / "coco" / "annotations" / "instances_train2017.json", root / "coco" / "train2017",
-                   root / "bank", min_area=16, min_side=3)
+    n = build_bank(root / "coco", "train2017", root / "bank", min_area=16, min_side=3)
     assert n >= 4
     return root
 
@@ -267,8 +254,8 @@ def test_shards_read_without_our_code(run1):
 
 def test_real_samples_full_resolution(samples_dir, tmp_path):
     bank = tmp_path / "bank"
-    n = build_bank(samples_dir / "coco" / "annotations" / "instances_val2017_subset.json",
-                   samples_dir / "coco" / "val2017", bank)
+    n = build_bank(samples_dir / "coco", "val2017", bank,
+                   annotations=samples_dir / "coco" / "annotations" / "instances_val2017_subset.json")
     assert n > 5
     out = tmp_path / "out"
     cfg = AugmentConfig(cityscapes=str(samples_dir / "cityscapes"), bank=str(bank), out=str(out), paste_prob=1.0,
@@ -303,3 +290,20 @@ def test_real_samples_full_resolution(samples_dir, tmp_path):
             assert (decode_png(row["label"])[y0:y1, x0:x1][sel] == OOD).all()
         assert not (lab == OOD)[read_label(row["source_label"].replace("labelTrainIds", "labelIds")) == 1].any()
         assert (lab[lab != OOD] != OOD).all() and lab.max() <= IGNORE
+
+
+def test_memory_urls(world):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.put(str(world / "cityscapes"), "/augtest/cityscapes", recursive=True)
+    fs.put(str(world / "bank"), "/augtest/bank", recursive=True)
+    cfg = _cfg(world, "memory://augtest/out", cityscapes="memory://augtest/cityscapes",
+               bank="memory://augtest/bank", max_frames=2)
+    with pytest.raises(ValueError, match="memory://"):
+        augment.run(cfg, _options(2))
+    man = augment.run(cfg, _options(1))
+    assert man.counts["written"] == 2
+    assert read_manifest("memory://augtest/out", kind=FRAME).rows == 2
+    assert fs.exists("/augtest/out/_rejects.jsonl") and not fs.exists("/augtest/out/_temporary")
+    fs.rm("/augtest", recursive=True)
