@@ -135,8 +135,10 @@ class AlignerModelHandler(ModelHandler[tuple[Any, AlignRequest], tuple[Any, np.n
 
     * ``"pad"`` (default): crops are padded at the bottom/right to the batch's largest size (edge pixels
       repeated, mask 0) and cropped back. Exact for aligners that only look at masked pixels and statistics
-      (``none``, ``reinhard``, ``sensor``, ``histogram`` object mode, with ``source_stats`` given); the
-      whole-crop ones (``fda``, ``histogram`` image mode, ``learned``) see the padding.
+      (``none``, ``reinhard``, ``sensor`` without compression: its blur ignores unmasked pixels and its noise
+      is a function of (seed, row, column), ``histogram`` object mode), with ``source_stats`` given or
+      not (missing ones are computed before padding); the whole-crop ones (``fda``, ``histogram`` image
+      mode, ``learned``) and JPEG blocks on the padded edge see the padding.
     * ``"resize"``: crops are resized to ``crop_size`` (bilinear, mask nearest), run, and resized back;
       only masked pixels take the result. Cheap for very uneven sizes, approximate.
     * ``"group"``: crops of equal size run together, one tensor batch per size. Exact for every aligner.
