@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import sys
 import time
@@ -942,6 +943,28 @@ def parse_label_ids(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+_EPILOG = f"""
+output folder: shard-NNNNN-of-MMMMM.parquet ({FRAME.tag} schema: frame_id, split, image, label, height, width,
+ood_pixels, objects[object_id, category_id, category_name, box, scale, flip, ood_pixels, contrast], aligner,
+aligner_params, seed, source_image, source_label), _rejects.jsonl and _manifest.json (written last).
+Every frame is accounted for: inputs = written + rejected
+({', '.join(REJECT_REASONS)}); slots (objects to paste) are counted as
+planned = pasted + dropped (no_placement, invisible, missing_object, bad_object).
+
+examples:
+  stylepaste augment --cityscapes /data/cityscapes --bank runs/bank --out runs/augment
+  stylepaste augment --cityscapes runs/demo/world/cityscapes --bank runs/demo/bank --out runs/demo/augment \\
+      --objects-per-frame 1-3 --scale-range 0.03-0.3 --seed 0 --num-shards 8 \\
+      --direct_num_workers 2 --direct_running_mode multi_processing
+  stylepaste augment ... --runner DataflowRunner --project P --region R --temp_location gs://B/tmp \\
+      --sdk_container_image IMAGE --device cuda
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``stylepaste augment`` command-line parser."""
     d = AugmentConfig("", "", "")
@@ -950,22 +973,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Paste style-aligned object-bank objects into Cityscapes frames and write training shards "
                     "(one Parquet row per frame: image, trainIds label with 254 on pasted pixels, provenance). "
                     "Frames without a paste are written too.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        epilog=_EPILOG,
     )
     io_ = p.add_argument_group("inputs and outputs")
-    io_.add_argument("--cityscapes", required=True, metavar="ROOT",
+    io_.add_argument("--cityscapes", required=True, metavar="ROOT", default=argparse.SUPPRESS,
                      help="Cityscapes root in the official layout (leftImg8bit/, gtFine/); local path or URL")
     io_.add_argument("--split", default=d.split, help="split folder to read")
-    io_.add_argument("--bank", required=True, metavar="URL",
+    io_.add_argument("--bank", required=True, metavar="URL", default=argparse.SUPPRESS,
                      help="object-bank folder (with _manifest.json), shard file or glob")
-    io_.add_argument("--out", required=True, metavar="URL", help="output folder for the shards")
+    io_.add_argument("--out", required=True, metavar="URL", default=argparse.SUPPRESS,
+                     help="output folder for the shards")
     io_.add_argument("--num-shards", type=int, default=d.num_shards, help="number of output shards")
     io_.add_argument("--row-group-rows", type=int, default=d.row_group_rows, help="rows per Parquet row group")
     io_.add_argument("--image-codec", choices=IMAGE_CODECS, default=d.image_codec,
                      help="shard image codec (labels are always PNG)")
     io_.add_argument("--image-quality", type=int, default=d.image_quality, help="quality of jpeg/webp (95..100)")
     io_.add_argument("--png-level", type=int, default=d.png_level, help="zlib level of shard PNGs (0..9)")
-    io_.add_argument("--max-frames", type=int, default=None, help="use only the first N frames (by frame id)")
+    io_.add_argument("--max-frames", type=int, default=None,
+                     help="use only the first N frames by frame id (None: all)")
     io_.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
     plan = p.add_argument_group("paste plan (drawn per frame from --seed and the frame id)")
@@ -980,7 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tie the size to the row: objects lower in the frame are bigger")
     plan.add_argument("--flip-prob", type=float, default=d.flip_prob, help="probability of a horizontal flip")
     plan.add_argument("--class-balanced", action="store_true",
-                      help="draw a category uniformly, then an object of it (default: objects uniformly)")
+                      help="draw a category uniformly, then an object of it (otherwise objects are uniform)")
     plan.add_argument("--surfaces", type=parse_surfaces,
                       default=",".join(f"{TRAIN_CLASSES[t]}:{w}" for t, w in d.surfaces),
                       help="where an object's bottom centre may stand: <train class or trainId>:<weight>,...")
@@ -1015,6 +1041,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--torch-threads", type=int, default=d.torch_threads,
                     help="torch threads per worker process (1 suits one worker per core); the launching process "
                          "keeps its own setting")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log level, Beam's included")
     beam_io.add_beam_arguments(p)
     return p
 
@@ -1055,6 +1083,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s",
+                        force=True)
     try:
         cfg = config_from_args(args)
         options = beam_io.pipeline_options(args, beam_args)
