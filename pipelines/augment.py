@@ -647,6 +647,10 @@ class PasteObjectsFn(beam.DoFn):
         placed: PlacedFrame = groups["job"][0]
         job = placed.job
         aligned = {tuple(k): v for k, v in groups["aligned"]}
+        missing = [p.key for p in placed.placements if p.key not in aligned]
+        if missing:  # RunInference returns one result per request; anything else is a bug, never a silent paste
+            raise RuntimeError(f"frame {fid}: no aligned result for placed candidates {missing}")
+        rgb = None
         for drop in placed.drops:
             yield beam_io.tagged_count(f"candidates/{drop.reason}")
         result = None
@@ -663,7 +667,7 @@ class PasteObjectsFn(beam.DoFn):
             yield beam_io.tagged_count(f"slots/{outcome}")
         with _Clock("encode"):
             if result is None or not result.objects:
-                image, label, ood, objects = _clean_image(self._cfg, job), job.label_png, 0, []
+                image, label, ood, objects = _clean_image(self._cfg, job, rgb), job.label_png, 0, []
                 yield beam_io.tagged_count("frames/without_objects")
             else:
                 image = encode_image(result.rgb, self._cfg.image_codec, quality=self._cfg.image_quality,
@@ -673,7 +677,8 @@ class PasteObjectsFn(beam.DoFn):
                 yield beam_io.tagged_count("frames/with_objects")
                 yield beam_io.tagged_count("pixels/ood", ood)
                 for o in result.objects:
-                    yield beam_io.tagged_count(f"per_category/{o.category_name or o.category_id}")
+                    name = (o.category_name or str(o.category_id)).replace("/", "_")
+                    yield beam_io.tagged_count(f"per_category/{name}")
         yield beam_io.tagged_count(beam_io.WRITTEN)
         yield _row(self._cfg, job, image, label, ood, objects)
 
