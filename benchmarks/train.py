@@ -160,17 +160,35 @@ def bench_stream(args: argparse.Namespace) -> None:
                 decode_image(img, name=fid)
                 decode_png(lab, name=fid)
 
-        def stream(workers: int) -> None:
-            s = ShardStream(tmp, seed=0, shuffle_buffer=16, rank=0, world_size=1)
-            for _ in DataLoader(s, batch_size=None, num_workers=workers):
-                pass
-
         n = len(frames)
-        res = _timeit({"direct": direct, "in-process": lambda: stream(0), "workers": lambda: stream(args.workers)},
-                      args.repeats)
-        t_direct, t0, tw = res["direct"], res["in-process"], res["workers"]
+
+        def endless(workers: int):
+            s = ShardStream(tmp, seed=0, shuffle_buffer=16, rank=0, world_size=1, epochs=None)
+            return iter(DataLoader(s, batch_size=args.batch, num_workers=workers,
+                                   prefetch_factor=2 if workers else None))
+
+        it0 = endless(0)
+
+        def in_process() -> None:
+            for _ in range(n // args.batch):
+                next(it0)
+
+        res = _timeit({"direct": direct, "in-process": in_process}, args.repeats)
+        t_direct, t0 = res["direct"], res["in-process"]
+        del it0
+        # Workers decode in the background, so they are timed alone (nothing else running), in steady state:
+        # after a warm-up, over args.repeats epochs; the prefetch queue (2 batches per worker) at the start
+        # flatters the figure by at most 2 * workers / (repeats * n / batch).
+        itw = endless(args.workers)
+        for _ in range(2 * 2 * args.workers):
+            next(itw)
+        t = time.perf_counter()
+        for _ in range(args.repeats * (n // args.batch)):
+            next(itw)
+        tw = (time.perf_counter() - t) / args.repeats
+        del itw
     print(f"\n[2] stream decode: {n} frames of {h}x{w} ({mb:.2f} MB PNG image+label each), row groups of "
-          f"{args.row_group}, median of {args.repeats}")
+          f"{args.row_group}, stream batches of {args.batch}, median of {args.repeats}")
     print(f"  {'direct decode_png loop (1 process)':<40} {n / t_direct:8.1f} frames/s")
     print(f"  {'ShardStream, in-process':<40} {n / t0:8.1f} frames/s   x{t_direct / t0:5.2f} of direct")
     print(f"  {f'ShardStream, DataLoader {args.workers} workers':<40} {n / tw:8.1f} frames/s   "

@@ -210,7 +210,8 @@ class ShardStream(IterableDataset):
 
     Each item is a dict:
 
-    * ``image``: uint8 tensor [3, H, W] (RGB, channels first; normalise on the device),
+    * ``image``: uint8 tensor [3, H, W] (RGB, channels first, a view of the decoded (H, W, 3) array; normalise on
+      the device),
     * ``label``: uint8 tensor [H, W] (trainIds, 254 = pasted OoD, 255 = ignore),
     * ``frame_id``: str, ``epoch``: int, ``worker``: int (the ``DataLoader`` worker that produced it).
 
@@ -451,7 +452,7 @@ class ShardStream(IterableDataset):
             rng = rng_for(self.seed, ("augment", int(epoch), frame_id, unit.shard, unit.first_row + row))
             image, label = augment_frame(image, label, rng, self.augment)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "image": torch.from_numpy(image).permute(2, 0, 1),  # a view: collation makes the one copy
             "label": torch.from_numpy(label),
             "frame_id": frame_id,
             "epoch": int(epoch),

@@ -12,7 +12,8 @@ all-reduce per step (and the head's BN statistics, for ``--head final``), so all
 
 Files in ``--out``:
 
-* ``last.pt``: resume state, written every ``--save-every`` steps and at the end: head tensors, optimizer state,
+* ``last.pt``: resume state (under torchrun every rank reads it on ``--resume``, so ``--out`` must be a shared
+  folder or object store), written every ``--save-every`` steps and at the end: head tensors, optimizer state,
   every rank's stream position, step, best validation result and the best head, the settings (JSON). Plain
   tensors and JSON-able values only (``torch.load(weights_only=True)``). ``--resume`` continues from it exactly.
 * ``head.pt``: the finetuned head (``save_checkpoint`` format, head keys only; ``load_checkpoint(model, url,
@@ -414,7 +415,7 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
     model.train()
     if cfg.val_shards and step == 0 and best is None:
         validate()  # the base model's AP: a finetune that does not beat it keeps the base head
-    window_t0, window_steps = time.perf_counter(), 0
+    window_t0, window_steps, paused = time.perf_counter(), 0, 0.0
     parts_sum = torch.zeros(3, device=device)
     batches = iter(loader)
     while step < cfg.steps:
@@ -439,7 +440,7 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
             on_step(step, {k: float(v) for k, v in parts.items()})
         if step % cfg.log_every == 0 or step == cfg.steps:
             mean = mean_over_ranks(parts_sum / window_steps, info).tolist()
-            dt = time.perf_counter() - window_t0
+            dt = time.perf_counter() - window_t0 - paused  # validation and checkpoint time excluded
             ips = window_steps * cfg.batch_size * info.world_size / max(dt, 1e-9)
             if info.main:
                 rec = {"event": "step", "step": step, "loss": mean[0], "ce": mean[1], "ood": mean[2],
@@ -448,14 +449,16 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
                 _append_log(log_url, rec)
                 if bar is not None:
                     bar.set_postfix(loss=f"{mean[0]:.4f}", ood=f"{mean[2]:.4f}", img_s=f"{ips:.1f}")
-            window_t0, window_steps = time.perf_counter(), 0
+            window_t0, window_steps, paused = time.perf_counter(), 0, 0.0
             parts_sum.zero_()
         if bar is not None:
             bar.update(1)
+        t_pause = time.perf_counter()
         if cfg.val_shards and (step % cfg.val_every == 0 or step == cfg.steps):
             validate()
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_state()
+        paused += time.perf_counter() - t_pause
     if bar is not None:
         bar.close()
 

@@ -208,8 +208,6 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     data = CityscapesCrops(train, Augment(cfg.scale, cfg.crop, cfg.flip), cfg.seed)
     kw: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": 4} if cfg.workers > 0 else {}
-    if cfg.workers > 0 and cfg.threads is not None:
-        kw["worker_init_fn"] = _one_thread
     loader = DataLoader(data, batch_size=cfg.batch_size, sampler=EpochSampler(len(train), cfg.seed),
                         num_workers=cfg.workers, drop_last=True, pin_memory=device.type == "cuda", **kw)
     log_url = join_url(cfg.out, "train_log.jsonl")
@@ -254,10 +252,6 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     return {"model": model_url, "val": metrics}
 
 
-def _one_thread(_: int) -> None:
-    torch.set_num_threads(1)
-
-
 def _pair(kind: type, text: str, name: str) -> tuple:
     parts = text.replace("x", ",").split(",")
     if len(parts) != 2:
@@ -293,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and augmentation")
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader workers")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads of the training process")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -307,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             cityscapes=a.cityscapes, out=a.out, arch=a.arch, train_split=a.train_split, val_split=a.val_split,
             steps=a.steps, batch_size=a.batch_size, crop=tuple(a.crop), scale=tuple(a.scale), flip=not a.no_flip,
             lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, seed=a.seed, workers=a.workers,
-            threads=a.threads, device=a.device, progress=not a.no_progress)
+            threads=a.threads, log_every=a.log_every, device=a.device, progress=not a.no_progress)
     except ValueError as err:
         parser.error(str(err))
     result = run(cfg)
