@@ -12,6 +12,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "bank": ("pipelines.bank", "cut COCO instance masks into an object bank of Parquet shards (Beam)"),
     "pretrain": ("trainer.pretrain", "train a segmentation model from scratch on a Cityscapes layout (demo model)"),
     "finetune": ("trainer.finetune", "finetune only the classification head on augmented-frame shards"),
+    "evaluate": ("trainer.evaluate", "anomaly benchmarks (AUROC, AP, FPR95) and mIoU; tables, curves, overlays"),
     "augment": ("pipelines.augment", "paste style-aligned bank objects into Cityscapes frames -> training shards"),
 }
 

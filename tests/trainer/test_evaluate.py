@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import world
+from trainer.checkpoint import save_checkpoint
+from trainer.evaluate import EvaluateConfig, ModelSpec, evaluate, main
+from trainer.models import build_model
+from trainer.report import overlay_panels
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    assert world.main(["--out", str(out), "--train", "3", "--val", "2", "--anomaly", "3", "--height", "64",
+                       "--width", "128", "--coco-images", "2", "--workers", "1", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_model("small")
+        path = out / f"small_{seed}.pt"
+        save_checkpoint(model, str(path))
+        paths.append(str(path))
+    return paths
+
+
+def test_evaluate_writes_tables_curves_and_overlays(tiny_world, checkpoints, tmp_path):
+    out = tmp_path / "eval"
+    rc = main([
+        "--checkpoint", checkpoints[0], "--arch", "small", "--scores", "max_logit,energy", "max_min",
+        "--base-checkpoint", checkpoints[1], "--base-scores", "all", "--sml-train", str(tiny_world / "cityscapes"),
+        "--dataset", f"synthetic={tiny_world}", "--dataset", f"cityscapes_val={tiny_world / 'cityscapes'}",
+        "--overlays", "2", "--out", str(out), "--no-progress",
+    ])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    got = {(r["model"], r["score"]) for r in res["rows"]}
+    assert got == {("finetuned", s) for s in ("max_logit", "energy", "max_min")} | {
+        ("base", s) for s in ("msp", "max_logit", "entropy", "energy", "max_min", "sml")}
+    for r in res["rows"]:
+        assert 0.0 <= r["auroc"] <= 100.0 and 0.0 <= r["ap"] <= 100.0 and 0.0 <= r["fpr95"] <= 100.0
+        assert r["num_pos"] > 0 and r["num_neg"] > r["num_pos"]
+    assert set(res["miou"]) == {"finetuned", "base"}
+    change = res["miou_change"]["finetuned"]["cityscapes_val"]
+    assert change == pytest.approx(res["miou"]["finetuned"]["cityscapes_val"] - res["miou"]["base"]["cityscapes_val"])
+    md = (out / "results.md").read_text()
+    assert "synthetic AUROC" in md and "Max-min logit" in md and "ΔmIoU" in md
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == len(res["rows"]) + 2
+    for kind in ("roc", "pr"):
+        img = np.asarray(Image.open(out / "curves" / f"synthetic_{kind}.png").convert("L"))
+        assert img.std() > 5  # lines were drawn
+    overlays = sorted((out / "overlays" / "synthetic").glob("*.png"))
+    assert len(overlays) == 2
+    hardest = res["hardest"]["synthetic"]
+    assert [h[1] for h in hardest] == sorted(h[1] for h in hardest)
+    frame = np.asarray(Image.open(next((tiny_world / "fishyscapes_lostandfound").rglob("images/0.png"))))
+    panel = np.asarray(Image.open(overlays[0]))
+    assert panel.shape == (frame.shape[0], 3 * frame.shape[1], 3)
+
+
+def test_overlay_marks_the_anomaly_where_the_label_has_it():
+    rng = np.random.default_rng(0)
+    gray = rng.integers(60, 200, (40, 60, 1), dtype=np.uint8)
+    image = np.repeat(gray, 3, axis=2)
+    label = np.zeros((40, 60), np.uint8)
+    label[10:20, 30:40] = 1
+    label[35:] = 255
+    scores = np.zeros((40, 60), np.float32)
+    scores[10:20, 30:40] = 5.0
+    panel = overlay_panels(image, label, scores)
+    assert panel.shape == (40, 180, 3)
+    gt = panel[:, 60:120].astype(int)
+    redness = gt[..., 0] - (gt[..., 1] + gt[..., 2]) / 2
+    assert redness[label == 1].min() > redness[label == 0].max() + 50
+    assert redness[label == 1].mean() > redness[label == 0].mean() + 80
+    heat = panel[:, 120:].astype(int).sum(-1)
+    assert heat[label == 1].mean() > heat[label == 0].mean() + 200
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay_panels(image, label[:-1], scores)
+
+
+def test_sml_without_training_split_is_a_clear_error(tiny_world, checkpoints, tmp_path):
+    cfg = EvaluateConfig(models=(ModelSpec("m", checkpoints[0], "small", ("sml",)),),
+                         datasets=(("synthetic", str(tiny_world)),), out=str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="--sml-train"):
+        evaluate(cfg)
