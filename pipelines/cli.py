@@ -8,12 +8,12 @@ import sys
 # Stage name -> (module exposing ``main(argv) -> int``, one-line description).
 STAGES: dict[str, tuple[str, str]] = {
     "world": ("pipelines.world", "write the synthetic city in real dataset layouts"),
-    "demo": ("pipelines.demo", "run the main job end to end on the synthetic city"),
     "bank": ("pipelines.bank", "cut COCO instance masks into an object bank of Parquet shards (Beam)"),
+    "augment": ("pipelines.augment", "paste style-aligned bank objects into Cityscapes frames -> training shards"),
     "pretrain": ("trainer.pretrain", "train a segmentation model from scratch on a Cityscapes layout (demo model)"),
     "finetune": ("trainer.finetune", "finetune only the classification head on augmented-frame shards"),
     "evaluate": ("trainer.evaluate", "anomaly benchmarks (AUROC, AP, FPR95) and mIoU; tables, curves, overlays"),
-    "augment": ("pipelines.augment", "paste style-aligned bank objects into Cityscapes frames -> training shards"),
+    "demo": ("pipelines.demo", "run the main job end to end on the synthetic city"),
 }
 
 

@@ -1,0 +1,55 @@
+"""The demo chain end to end at a tiny size: world -> bank -> augment -> finetune -> evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import cli
+from pipelines.demo import DEMO_CHECKPOINT, DemoConfig, run
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.models import build_model
+
+
+@pytest.mark.slow
+def test_demo_chain_runs_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    base = tmp_path / "base.pt"
+    save_checkpoint(build_model("small"), str(base))
+    cfg = DemoConfig(out=str(tmp_path / "demo"), checkpoint=str(base), train=6, val=2, anomaly=3, height=64,
+                     width=128, coco_images=6, steps=3, batch_size=2, workers=1, overlays=1, progress=False)
+    summary = run(cfg)
+    out = tmp_path / "demo"
+    assert set(summary["seconds"]) == {"world", "bank", "augment", "finetune", "evaluate"}
+    rows = {(r["model"].split(" ")[0], r["score"]) for r in summary["rows"]}
+    assert rows == {("finetuned", s) for s in ("max_logit", "energy", "max_min")} | {
+        ("base", s) for s in ("msp", "max_logit", "entropy", "energy", "sml", "max_min")}
+    assert "cityscapes_val" in summary["miou_change"]["finetuned (k=5, reinhard+sensor)"]
+    augmented = json.loads((out / "augmented" / "_manifest.json").read_text())
+    assert augmented["counts"]["written"] == 6
+    # Only the classifier changed: every other tensor of the finetuned model equals the base model's.
+    a, b = build_model("small"), build_model("small")
+    load_checkpoint(a, str(base))
+    load_checkpoint(b, str(out / "finetune" / "model.pt"))
+    sa, sb = a.state_dict(), b.state_dict()
+    changed = sorted(k for k in sa if not torch.equal(sa[k], sb[k]))
+    assert changed and all(k.startswith("final.6.") for k in changed)
+    report = (out / "report" / "README.md").read_text()
+    assert "| base | Energy |" in report and "ΔmIoU" in report
+    overlay = next((out / "report" / "overlays" / "synthetic").glob("*.png"))
+    assert np.asarray(Image.open(overlay)).shape == (64, 3 * 128, 3)
+
+
+def test_demo_help_and_committed_checkpoint(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--help"])
+    assert exc.value.code == 0
+    assert "world -> object bank" in capsys.readouterr().out
+    model = build_model("small")
+    info = load_checkpoint(model, str(DEMO_CHECKPOINT))
+    assert DEMO_CHECKPOINT.stat().st_size <= 10 * 1024 * 1024
+    assert info is not None
