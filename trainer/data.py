@@ -486,6 +486,10 @@ class StreamLoader:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        units = len(stream.rank_units(stream.epoch))
+        if num_workers > units:
+            raise ValueError(f"num_workers={num_workers} is more than the {units} row groups of rank {stream.rank}: "
+                             "every worker needs at least one; use fewer workers or write smaller row groups")
         self.stream = stream
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -496,10 +500,22 @@ class StreamLoader:
         self._start = stream.state_dict(self._consumed, self.num_workers)
 
     def state_dict(self) -> dict[str, Any]:
-        """Position after the batches yielded so far: the stream state plus ``batch_size`` and ``batches``."""
+        """Position after the batches yielded so far: the stream state plus ``batch_size`` and ``batches``.
+
+        ``epoch`` is the oldest epoch some worker is still in; ``consumed`` counts per worker from its start.
+        """
         base = dict(self._start)
-        start = self._start["consumed"]
-        base["consumed"] = [s + c for s, c in zip(start, self._consumed)]
+        consumed = [s + c for s, c in zip(self._start["consumed"], self._consumed)]
+        epoch = int(base["epoch"])
+        w = max(self.num_workers, 1)
+        while True:  # move whole epochs that every worker has finished into ``epoch``
+            sizes = [self.stream.worker_samples(epoch, i, self.num_workers) for i in range(w)]
+            if not all(c >= n for c, n in zip(consumed, sizes)):
+                break
+            consumed = [c - n for c, n in zip(consumed, sizes)]
+            epoch += 1
+        base["epoch"] = epoch
+        base["consumed"] = consumed
         base["batch_size"] = self.batch_size
         base["batches"] = int(self._start.get("batches", 0)) + self.batches
         return base

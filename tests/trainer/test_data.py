@@ -150,3 +150,13 @@ def test_shuffle_order_is_a_permutation() -> None:
     mixed = shuffle_order(lengths, 4, np.random.default_rng(0))
     assert sorted(map(tuple, mixed.tolist())) == sorted(map(tuple, plain.tolist()))
     assert mixed.tolist() != plain.tolist()
+
+
+def test_loader_state_counts_finished_epochs(shard_dir: Path) -> None:
+    stream = ShardStream(str(shard_dir), seed=5, epochs=None)
+    loader = StreamLoader(stream, batch_size=4, num_workers=2)
+    _take(loader, 10)  # 40 samples: both workers (8 rows each per epoch) are in their third epoch
+    state = loader.state_dict()
+    assert state["epoch"] == 2 and state["consumed"] == [4, 4] and state["batches"] == 10
+    with pytest.raises(ValueError, match="row groups"):
+        StreamLoader(ShardStream(str(shard_dir), seed=5, epochs=None), batch_size=2, num_workers=9)
