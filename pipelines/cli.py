@@ -10,6 +10,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "world": ("pipelines.world", "write the synthetic city in real dataset layouts"),
     "bank": ("pipelines.bank", "cut COCO instance masks into an object bank of Parquet shards (Beam)"),
     "augment": ("pipelines.augment", "paste style-aligned bank objects into Cityscapes frames -> training shards"),
+    "study": ("pipelines.study", "the poster's ablations on the synthetic city (alignment, top-k, head), mean ± std"),
     "pretrain": ("trainer.pretrain", "train a segmentation model from scratch on a Cityscapes layout (demo model)"),
     "finetune": ("trainer.finetune", "finetune only the classification head on augmented-frame shards"),
     "evaluate": ("trainer.evaluate", "anomaly benchmarks (AUROC, AP, FPR95) and mIoU; tables, curves, overlays"),

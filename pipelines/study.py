@@ -629,13 +629,14 @@ def run_order(cfg: StudyConfig) -> list[tuple[Setting, str, int]]:
     """Every (setting, base, seed) run, most informative first, so that a study stopped early is still useful.
 
     First the key comparisons (the default setting, no alignment, plain one-vs-rest) seed by seed, then every other
-    setting seed by seed; within a seed, base by base.
+    setting seed by seed, cheapest first (other k on the default corpus, then the other head, then the alignments
+    that need a corpus of their own); within a seed, base by base.
     """
     d = cfg.default_alignment
     key = {Setting(d, 5, "classifier"), Setting("none", 5, "classifier"), Setting(d, cfg.num_classes, "classifier")}
     settings = cfg.settings()
     first = [s for s in settings if s in key]
-    rest = [s for s in settings if s not in key]
+    rest = sorted((s for s in settings if s not in key), key=lambda s: (s.alignment != d, s.head != "classifier"))
     return [(st, b, seed) for tier in (first, rest) for seed in cfg.seeds for b in cfg.bases for st in tier]
 
 
