@@ -55,8 +55,8 @@ def test_batch_order_matches_stream_loader(tiny):
 def test_cached_finetune_equals_finetune_run(tiny, tmp_path, head, workers, k, optimizer):
     shards = str(Path(tiny["cfg"].out) / "corpora" / "reinhard+sensor")
     cfg = finetune.FinetuneConfig(shards=(shards,), checkpoint=tiny["base"], out=str(tmp_path / "ft"), arch="small",
-                                  head=head, loss=LossConfig(k=k), steps=3, lr=1e-2, optimizer=optimizer, batch_size=2, flip=False,
-                                  shuffle_buffer=4, workers=workers, seed=1, device="cpu", progress=False)
+                                  head=head, loss=LossConfig(k=k), steps=3, lr=1e-2, optimizer=optimizer, batch_size=2,
+                                  flip=False, shuffle_buffer=4, workers=workers, seed=1, device="cpu", progress=False)
     losses: list[dict] = []
     finetune.run(cfg, on_step=lambda step, parts: losses.append(parts))
     ref = build_model("small")
