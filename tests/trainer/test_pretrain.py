@@ -41,7 +41,7 @@ def test_pretrain_is_reproducible_and_loadable(tmp_path: Path) -> None:
     root = tmp_path / "cityscapes"
     _write_city(root, "train", 6, 0)
     _write_city(root, "val", 2, 1)
-    kw = dict(cityscapes=str(root), steps=4, batch_size=2, crop=(24, 32), scale=(0.8, 1.25), warmup=2,
+    kw = dict(cityscapes=str(root), steps=2, batch_size=2, crop=(24, 32), scale=(0.8, 1.25), warmup=1,
               lr=1e-3, progress=False)
     a = run(PretrainConfig(out=str(tmp_path / "a"), workers=2, **kw))
     b = run(PretrainConfig(out=str(tmp_path / "b"), workers=0, **kw))
