@@ -519,24 +519,35 @@ def noise_seed(seed: int, frame_id: str, slot: int, candidate: int) -> int:
     return int(rng_for(seed, ("noise", frame_id, slot, candidate)).integers(2**62))
 
 
-class PlaceObjectsFn(beam.DoFn):
-    """Regrouped frame -> placed candidates (main) and one ``AlignRequest`` per placed candidate (``align``)."""
+class _RegroupedFrameFn(beam.DoFn):
+    """A DoFn over one regrouped frame: sets the worker's torch threads once and checks the regroup's shape."""
 
-    def __init__(self, cfg: AugmentConfig, style_pixels: bool) -> None:
+    def __init__(self, cfg: AugmentConfig) -> None:
         self._cfg = cfg
-        self._style_pixels = style_pixels
         self._launcher = _process_id()
 
     def setup(self) -> None:
         _set_threads(self._cfg.torch_threads, self._launcher)
 
+    @staticmethod
+    def _the_job(fid: str, groups: dict[str, list], what: str) -> Any:
+        if len(groups["job"]) != 1:
+            raise RuntimeError(f"frame {fid}: expected one {what} frame in the regroup, got {len(groups['job'])}")
+        return groups["job"][0]
+
+
+class PlaceObjectsFn(_RegroupedFrameFn):
+    """Regrouped frame -> placed candidates (main) and one ``AlignRequest`` per placed candidate (``align``)."""
+
+    def __init__(self, cfg: AugmentConfig, style_pixels: bool) -> None:
+        super().__init__(cfg)
+        self._style_pixels = style_pixels
+
     def process(self, element: tuple[str, dict[str, list]]) -> Iterable[Any]:
         from style_transfer.beam import AlignRequest
 
         fid, groups = element
-        if len(groups["job"]) != 1:
-            raise RuntimeError(f"frame {fid}: expected one planned frame in the regroup, got {len(groups['job'])}")
-        job: FrameJob = groups["job"][0]
+        job: FrameJob = self._the_job(fid, groups, "planned")
         crops, metas, bad = {}, {}, set()
         with _Clock("decode"):
             try:
@@ -630,21 +641,12 @@ class EncodeCleanFn(beam.DoFn):
         yield _row(self._cfg, job, image, job.label_png, 0, [])
 
 
-class PasteObjectsFn(beam.DoFn):
+class PasteObjectsFn(_RegroupedFrameFn):
     """Placed frame + aligned candidates -> pasted, visibility-checked and encoded FRAME row."""
-
-    def __init__(self, cfg: AugmentConfig) -> None:
-        self._cfg = cfg
-        self._launcher = _process_id()
-
-    def setup(self) -> None:
-        _set_threads(self._cfg.torch_threads, self._launcher)
 
     def process(self, element: tuple[str, dict[str, list]]) -> Iterable[Any]:
         fid, groups = element
-        if len(groups["job"]) != 1:
-            raise RuntimeError(f"frame {fid}: expected one placed frame in the regroup, got {len(groups['job'])}")
-        placed: PlacedFrame = groups["job"][0]
+        placed: PlacedFrame = self._the_job(fid, groups, "placed")
         job = placed.job
         aligned = {tuple(k): v for k, v in groups["aligned"]}
         missing = [p.key for p in placed.placements if p.key not in aligned]

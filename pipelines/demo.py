@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipelines.world import add_world_size_arguments
+
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "trainer" / "assets" / "demo_small.pt"
 """The committed base model: ``small`` pretrained on the default synthetic city (seed 0)."""
 
@@ -85,12 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=d.out, help="output folder")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of every stage")
     p.add_argument("--checkpoint", default=d.checkpoint, help="base model checkpoint")
-    p.add_argument("--train", type=int, default=d.train, help="synthetic train frames")
-    p.add_argument("--val", type=int, default=d.val, help="synthetic val frames")
-    p.add_argument("--anomaly", type=int, default=d.anomaly, help="synthetic anomaly frames")
-    p.add_argument("--height", type=int, default=d.height, help="frame height")
-    p.add_argument("--width", type=int, default=d.width, help="frame width")
-    p.add_argument("--coco-images", type=int, default=d.coco_images, help="COCO-like photographs")
+    add_world_size_arguments(p, d)
     p.add_argument("--aligner", default=d.aligner, help="style aligner of the augmentation")
     p.add_argument("--k", type=int, default=d.k, help="top-k of the one-vs-rest loss")
     p.add_argument("--steps", type=int, default=d.steps, help="finetuning steps")

@@ -405,6 +405,22 @@ def format_summary(s: WorldSummary) -> str:
     return "\n".join(lines)
 
 
+def add_world_size_arguments(p: argparse.ArgumentParser, d) -> None:
+    """Add the synthetic city's size options (frames per split, frame size, photographs) to a parser.
+
+    Args:
+        p: Parser to extend.
+        d: Object with the defaults as attributes ``train``, ``val``, ``anomaly``, ``height``, ``width`` and
+            ``coco_images`` (a :class:`WorldConfig` or a config that embeds one).
+    """
+    p.add_argument("--train", type=int, default=d.train, help="Cityscapes-like train frames")
+    p.add_argument("--val", type=int, default=d.val, help="Cityscapes-like val frames")
+    p.add_argument("--anomaly", type=int, default=d.anomaly, help="Fishyscapes-like anomaly frames")
+    p.add_argument("--height", type=int, default=d.height, help="frame height in pixels")
+    p.add_argument("--width", type=int, default=d.width, help="frame width in pixels")
+    p.add_argument("--coco-images", type=int, default=d.coco_images, help="COCO-like photographs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``stylepaste world`` argument parser."""
     d = WorldConfig(out="-")
@@ -418,12 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="output root, a local folder or an fsspec URL (memory://...)")
     p.add_argument("--seed", type=int, default=d.seed, help="run seed")
-    p.add_argument("--train", type=int, default=d.train, help="Cityscapes-like train frames")
-    p.add_argument("--val", type=int, default=d.val, help="Cityscapes-like val frames")
-    p.add_argument("--anomaly", type=int, default=d.anomaly, help="Fishyscapes-like anomaly frames")
-    p.add_argument("--height", type=int, default=d.height, help="frame height in pixels")
-    p.add_argument("--width", type=int, default=d.width, help="frame width in pixels")
-    p.add_argument("--coco-images", type=int, default=d.coco_images, help="COCO-like photographs")
+    add_world_size_arguments(p, d)
     p.add_argument("--coco-min-side", type=int, default=d.coco_min_side, help="smallest photograph side")
     p.add_argument("--coco-max-side", type=int, default=d.coco_max_side, help="largest photograph side")
     p.add_argument("--workers", type=int, default=d.workers, help="worker processes (0 = all cores)")

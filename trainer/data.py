@@ -110,6 +110,28 @@ class Unit:
     first_row: int
 
 
+def parse_pair(kind: type, text: str, name: str) -> tuple:
+    """Parse a command-line pair such as ``--crop 512,1024`` (or ``512x1024``) or ``--scale 0.5,2``.
+
+    Args:
+        kind: Element type (``int`` or ``float``).
+        text: The option's text.
+        name: The option's name, for the error.
+
+    Raises:
+        argparse.ArgumentTypeError: If ``text`` is not two values of ``kind``.
+    """
+    import argparse
+
+    parts = text.replace("x", ",").split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{name} must be two values like 512,1024, got {text!r}")
+    try:
+        return tuple(kind(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} must be two {kind.__name__} values, got {text!r}") from None
+
+
 def augment_frame(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
                   aug: Augment) -> tuple[np.ndarray, np.ndarray]:
     """Apply random scale, crop and flip to a frame and its label map.

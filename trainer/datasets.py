@@ -585,7 +585,35 @@ class _AnomalyLabels(AnomalyDataset):
         return map_label_values(raw, _LUT_ANOMALY, url=ref.label_url, encoding=f"{self.name} ({self.raw_encoding})")
 
 
-class FishyscapesLostAndFound(_AnomalyLabels):
+class _Fishyscapes(_AnomalyLabels):
+    """Shared layout detection of the Fishyscapes readers: bundle, official (label files whose images live in
+    another dataset, ``images_root``) or exported (``original/`` + ``labels/``)."""
+
+    official_desc: ClassVar[str] = ""
+
+    def _open_layouts(self, root: str, images_root: str | None, max_pixels: int) -> None:
+        folder, layout = _resolve(self.name, root, self._detectors(), self.subfolders)
+        if layout == "bundle":
+            refs = _bundle_refs(self.name, folder)
+        elif layout == "exported":
+            refs = _paired_refs(self.name, folder, "original", "labels", lambda stem: stem + ".png")
+        else:
+            refs = self._official_refs(folder, images_root)
+        super().__init__(folder.url, layout, refs, max_pixels=max_pixels)
+
+    @classmethod
+    def _detectors(cls) -> list[tuple[str, _Detector, str]]:
+        return [
+            ("bundle", _has_dirs("images", "labels_masks"), _BUNDLE_DESC),
+            ("official", _has_fs_labels, cls.official_desc),
+            ("exported", _has_dirs("original", "labels"), _EXPORTED_DESC),
+        ]
+
+    def _official_refs(self, folder: _Dir, images_root: str | None) -> list[SampleRef]:
+        raise NotImplementedError
+
+
+class FishyscapesLostAndFound(_Fishyscapes):
     """Fishyscapes Lost & Found validation: bundle, official (labels zip + LostAndFound images) or exported.
 
     Args:
@@ -600,23 +628,10 @@ class FishyscapesLostAndFound(_AnomalyLabels):
         "fishyscapes_lostandfound/FS_LostFound_full",
     )
 
-    def __init__(self, root: str, *, laf_root: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        folder, layout = _resolve(self.name, root, self._detectors(), self.subfolders)
-        if layout == "bundle":
-            refs = _bundle_refs(self.name, folder)
-        elif layout == "exported":
-            refs = _paired_refs(self.name, folder, "original", "labels", lambda stem: stem + ".png")
-        else:
-            refs = self._official_refs(folder, laf_root)
-        super().__init__(folder.url, layout, refs, max_pixels=max_pixels)
+    official_desc: ClassVar[str] = "<NNNN>_<lafId>_labels.png (+ LostAndFound leftImg8bit/)"
 
-    @classmethod
-    def _detectors(cls) -> list[tuple[str, _Detector, str]]:
-        return [
-            ("bundle", _has_dirs("images", "labels_masks"), _BUNDLE_DESC),
-            ("official", _has_fs_labels, "<NNNN>_<lafId>_labels.png (+ LostAndFound leftImg8bit/)"),
-            ("exported", _has_dirs("original", "labels"), _EXPORTED_DESC),
-        ]
+    def __init__(self, root: str, *, laf_root: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self._open_layouts(root, laf_root, max_pixels)
 
     def _official_refs(self, folder: _Dir, laf_root: str | None) -> list[SampleRef]:
         if laf_root is None:
@@ -642,7 +657,7 @@ class FishyscapesLostAndFound(_AnomalyLabels):
         return refs
 
 
-class FishyscapesStatic(_AnomalyLabels):
+class FishyscapesStatic(_Fishyscapes):
     """Fishyscapes Static validation: bundle, official (labels + overlay npz + Cityscapes val) or exported.
 
     Args:
@@ -654,25 +669,12 @@ class FishyscapesStatic(_AnomalyLabels):
     name: ClassVar[str] = "fishyscapes_static"
     subfolders: ClassVar[tuple[str, ...]] = ("fs_static", "FS_Static", "Static")
 
+    official_desc: ClassVar[str] = (
+        "<NNNN>_<cityscapesId>_labels.png + <NNNN>_<cityscapesId>_rgb.npz (+ Cityscapes leftImg8bit/val/)")
+
     def __init__(self, root: str, *, cityscapes_root: str | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        folder, layout = _resolve(self.name, root, self._detectors(), self.subfolders)
-        if layout == "bundle":
-            refs = _bundle_refs(self.name, folder)
-        elif layout == "exported":
-            refs = _paired_refs(self.name, folder, "original", "labels", lambda stem: stem + ".png")
-        else:
-            refs = self._official_refs(folder, cityscapes_root)
-        super().__init__(folder.url, layout, refs, max_pixels=max_pixels)
-
-    @classmethod
-    def _detectors(cls) -> list[tuple[str, _Detector, str]]:
-        return [
-            ("bundle", _has_dirs("images", "labels_masks"), _BUNDLE_DESC),
-            ("official", _has_fs_labels,
-             "<NNNN>_<cityscapesId>_labels.png + <NNNN>_<cityscapesId>_rgb.npz (+ Cityscapes leftImg8bit/val/)"),
-            ("exported", _has_dirs("original", "labels"), _EXPORTED_DESC),
-        ]
+        self._open_layouts(root, cityscapes_root, max_pixels)
 
     def _official_refs(self, folder: _Dir, cityscapes_root: str | None) -> list[SampleRef]:
         if cityscapes_root is None:

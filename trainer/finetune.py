@@ -49,7 +49,7 @@ from tqdm import tqdm
 from schemas.labels import IGNORE, NUM_CLASSES, OOD
 from schemas.manifest import join_url
 from trainer.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from trainer.data import Augment, ShardStream, StreamLoader
+from trainer.data import Augment, ShardStream, StreamLoader, parse_pair
 from trainer.distributed import (
     DistInfo,
     average_buffers,
@@ -487,16 +487,6 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
 # ------------------------------------------------------------------------------------------- command line
 
 
-def _pair(kind: type, text: str, name: str) -> tuple:
-    parts = text.replace("x", ",").split(",")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"{name} must be two values like 512,1024, got {text!r}")
-    try:
-        return tuple(kind(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{name} must be two {kind.__name__} values, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``stylepaste finetune`` argument parser."""
     p = argparse.ArgumentParser(
@@ -526,9 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer")
     p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
     p.add_argument("--batch-size", type=int, default=8, help="frames per step and process")
-    p.add_argument("--crop", type=lambda t: _pair(int, t, "--crop"), default=None,
+    p.add_argument("--crop", type=lambda t: parse_pair(int, t, "--crop"), default=None,
                    help="random crop HEIGHT,WIDTH (default: whole frames)")
-    p.add_argument("--scale", type=lambda t: _pair(float, t, "--scale"), default=(1.0, 1.0),
+    p.add_argument("--scale", type=lambda t: parse_pair(float, t, "--scale"), default=(1.0, 1.0),
                    help="random rescale range LOW,HIGH")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--shuffle-buffer", type=int, default=64, help="rows in the stream's shuffle buffer")

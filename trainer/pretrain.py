@@ -39,7 +39,7 @@ from schemas.labels import IGNORE, NUM_CLASSES
 from schemas.manifest import join_url
 from schemas.rng import rng_for
 from trainer.checkpoint import save_checkpoint
-from trainer.data import Augment, augment_frame
+from trainer.data import Augment, augment_frame, parse_pair
 from trainer.metrics import SegmentationMetrics
 from trainer.models import ARCHS, build_model, normalize
 
@@ -254,16 +254,6 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     return {"model": model_url, "val": metrics}
 
 
-def _pair(kind: type, text: str, name: str) -> tuple:
-    parts = text.replace("x", ",").split(",")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"{name} must be two values like 256,512, got {text!r}")
-    try:
-        return tuple(kind(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{name} must be two {kind.__name__} values, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``stylepaste pretrain`` argument parser."""
     d = PretrainConfig(cityscapes="", out="")
@@ -279,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", default=d.val_split, help="split to evaluate on ('' for none)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per step")
-    p.add_argument("--crop", type=lambda t: _pair(int, t, "--crop"), default=d.crop, help="crop HEIGHT,WIDTH")
-    p.add_argument("--scale", type=lambda t: _pair(float, t, "--scale"), default=d.scale,
+    p.add_argument("--crop", type=lambda t: parse_pair(int, t, "--crop"), default=d.crop, help="crop HEIGHT,WIDTH")
+    p.add_argument("--scale", type=lambda t: parse_pair(float, t, "--scale"), default=d.scale,
                    help="random rescale range LOW,HIGH")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate")

@@ -160,3 +160,17 @@ def test_loader_state_counts_finished_epochs(shard_dir: Path) -> None:
     assert state["epoch"] == 2 and state["consumed"] == [4, 4] and state["batches"] == 10
     with pytest.raises(ValueError, match="row groups"):
         StreamLoader(ShardStream(str(shard_dir), seed=5, epochs=None), batch_size=2, num_workers=9)
+
+
+def test_parse_pair_reads_both_separators_and_names_the_option_on_error():
+    import argparse
+
+    from trainer.data import parse_pair
+
+    assert parse_pair(int, "512,1024", "--crop") == (512, 1024)
+    assert parse_pair(int, "512x1024", "--crop") == (512, 1024)
+    assert parse_pair(float, "0.5,2", "--scale") == (0.5, 2.0)
+    with pytest.raises(argparse.ArgumentTypeError, match="--crop must be two values"):
+        parse_pair(int, "1,2,3", "--crop")
+    with pytest.raises(argparse.ArgumentTypeError, match="--scale must be two float values"):
+        parse_pair(float, "a,b", "--scale")
