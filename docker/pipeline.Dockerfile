@@ -12,8 +12,8 @@ FROM apache/beam_python3.11_sdk:2.77.0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /opt/stylepaste
 
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+COPY requirements.txt requirements-cloud.txt ./
+RUN pip install -r requirements.txt -r requirements-cloud.txt
 
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas

@@ -14,8 +14,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/stylepaste
 
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+COPY requirements.txt requirements-cloud.txt ./
+RUN pip install -r requirements.txt -r requirements-cloud.txt
 
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas

@@ -53,3 +53,27 @@ def test_demo_help_and_committed_checkpoint(capsys):
     info = load_checkpoint(model, str(DEMO_CHECKPOINT))
     assert DEMO_CHECKPOINT.stat().st_size <= 10 * 1024 * 1024
     assert info is not None
+
+
+def test_every_stage_help_is_clean_in_a_fresh_interpreter():
+    """``stylepaste <stage> --help`` exits 0 for every stage and writes nothing to stderr (no import noise)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import contextlib, io, sys\n"
+        "from pipelines import cli\n"
+        "for stage in cli.STAGES:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n"
+        "            cli.main([stage, '--help'])\n"
+        "        except SystemExit as e:\n"
+        "            assert e.code == 0, (stage, e.code)\n"
+        "    assert 'usage: stylepaste ' + stage in out.getvalue(), stage\n"
+        "print('ok', len(cli.STAGES))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"ok {len(cli.STAGES)}"
+    assert done.stderr == ""
