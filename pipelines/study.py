@@ -513,6 +513,38 @@ def markdown_tables(summary: dict[str, Any], cfg: StudyConfig) -> str:
     return "\n".join(lines)
 
 
+PER_BASE_COLUMNS: tuple[tuple[str, str], ...] = (("max_logit", "ap"), ("energy", "ap"), ("max_min", "ap"),
+                                                   ("energy", "fpr95"))
+"""(score, metric) columns of the per-base table."""
+
+
+def per_base_table(cfg: StudyConfig, base_runs: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> str:
+    """One row per setting, one column block per base model: mean ± std over that base's finetune seeds.
+
+    Shows whether an ordering between settings holds within each base model, which the pooled tables (mean over
+    every (base, seed) run) cannot show.
+    """
+    bases = sorted(base_runs, key=lambda r: r["base"])
+    head = ["Setting"] + [f"{Path(b['base']).parent.name or b['base_sha']}: {SCORE_TITLES[s]} {METRIC_TITLES[m]}"
+                          for b in bases for s, m in PER_BASE_COLUMNS] + ["n per base"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    row = ["base model (no finetuning)"]
+    for b in bases:
+        row += [fmt([b["metrics"][s][m], 0.0], 1) for s, m in PER_BASE_COLUMNS]
+    lines.append("| " + " | ".join(row + ["1"]) + " |")
+    for st in cfg.settings():
+        group = next(g for g, rows in cfg.groups().items() if st in rows)
+        row, ns = [st.label(group, cfg.num_classes)], []
+        for b in bases:
+            mine = [r for r in runs if r["key"] == st.key and r["base_sha"] == b["base_sha"]]
+            ns.append(str(len(mine)))
+            agg = aggregate(mine) if mine else None
+            row += [fmt(agg["metrics"][s][m], agg["n"]) if agg and s in agg["metrics"] else "not run"
+                    for s, m in PER_BASE_COLUMNS]
+        lines.append("| " + " | ".join(row + ["/".join(ns)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------------- the study
 
 
@@ -770,6 +802,9 @@ def write_report(cfg: StudyConfig, *, timings: dict[str, float] | None = None,
         f"(base, seed) runs (n = number of runs).", "",
         markdown_tables(summary, cfg),
     ]
+    if len(base_runs) > 1:
+        lines += ["### Per base model (mean ± std over each base's finetune seeds)", "",
+                  per_base_table(cfg, base_runs, runs)]
     if timings:
         lines += ["Times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
                   + (f", total {seconds:.0f}" if seconds is not None else ""), ""]

@@ -146,3 +146,28 @@ def test_cli_help(capsys):
     assert exc.value.code == 0
     assert "--base" in capsys.readouterr().out
     assert cli.STAGES.get("study", ("pipelines.study",))[0] == "pipelines.study"
+
+
+def test_per_base_table_keeps_each_base_apart():
+    cfg = study.StudyConfig(world="w", bank="b", bases=("runs/a/model.pt", "runs/b/model.pt"),
+                            alignments=("none",), ks=(5,), heads=("classifier",), seeds=(0, 1))
+
+    def metrics(v):
+        return {s: {m: v + i for i, m in enumerate(study.METRICS)} for s in study.SCORES}
+
+    bases = [{"kind": "base", "base": f"runs/{n}/model.pt", "base_sha": n, "metrics": metrics(v)}
+             for n, v in (("b", 20.0), ("a", 10.0))]
+    runs = [{"kind": "finetune", "key": st.key, "base_sha": b, "seed": seed, "metrics": metrics(v)}
+            for st in cfg.settings() for b, vals in (("a", (1.0, 3.0)), ("b", (5.0, 5.0)))
+            for seed, v in zip((0, 1), vals)]
+    runs = [r for r in runs if not (r["key"] == "none_k5_classifier" and r["base_sha"] == "b")]
+    rows = _cells(study.per_base_table(cfg, bases, runs), "| Setting")
+    head = "| Setting | a: Max logit AP↑"
+    assert study.per_base_table(cfg, bases, runs).startswith(head)  # bases sorted by path, named by folder
+    ap = study.METRICS.index("ap")
+    fpr = study.METRICS.index("fpr95")
+    assert rows["base model (no finetuning)"][1:5] == [f"{10 + ap:.2f}"] * 3 + [f"{10 + fpr:.2f}"]
+    # base a: seeds 1 and 3 -> mean 2 ± std 1.41; base b: two equal runs -> ± 0.00; missing -> "not run"
+    assert rows["none"][1] == f"{2 + ap:.2f} ± 1.41" and rows["none"][5] == "not run"
+    assert rows["k = 5 (default)"][5] == f"{5 + ap:.2f} ± 0.00"
+    assert rows["none"][-1] == "2/0" and rows["k = 5 (default)"][-1] == "2/2"
