@@ -68,6 +68,8 @@ ALIGNMENTS: dict[str, tuple[str, str]] = {
     "histogram": ("histogram", "{}"),
     "fda": ("fda", "{}"),
 }
+LEARNED = "learned"
+"""Alignment setting of a trained style generator (``StudyConfig.learned_params``)."""
 DEFAULT_ALIGNMENT = "reinhard+sensor"
 SCORES: tuple[str, ...] = ("max_logit", "energy", "max_min")
 SCORE_TITLES: dict[str, str] = {"max_logit": "Max logit", "energy": "Energy", "max_min": "Max-min"}
@@ -121,7 +123,9 @@ class StudyConfig:
         out: Output folder.
         arch: Architecture of the base models.
         num_classes: Classes of the base models.
-        alignments: Alignment settings of the alignment group (keys of :data:`ALIGNMENTS`).
+        alignments: Alignment settings of the alignment group (keys of :data:`ALIGNMENTS`, or ``learned``).
+        learned_params: JSON parameters of the ``learned`` aligner (the trained style generator, e.g.
+            ``{"path": "gen.ts", "kind": "torchscript"}``); when set, ``learned`` joins the alignment group.
         default_alignment: Alignment of the top-k and head groups.
         ks: k values of the top-k group.
         heads: Heads of the head group.
@@ -149,6 +153,7 @@ class StudyConfig:
     arch: str = "small"
     num_classes: int = NUM_CLASSES
     alignments: tuple[str, ...] = tuple(ALIGNMENTS)
+    learned_params: str = ""
     default_alignment: str = DEFAULT_ALIGNMENT
     ks: tuple[int, ...] = (1, 3, 5, 7, NUM_CLASSES)
     heads: tuple[str, ...] = ("classifier", "final")
@@ -171,9 +176,20 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if not self.bases:
             raise ValueError("give at least one --base CHECKPOINT")
+        if self.learned_params:
+            try:
+                params = json.loads(self.learned_params)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"learned_params must be a JSON object, got {self.learned_params!r}: {err}") from None
+            if not isinstance(params, dict) or "path" not in params:
+                raise ValueError(f"learned_params must be a JSON object with a 'path', got {self.learned_params!r}")
+            if LEARNED not in self.alignments:
+                object.__setattr__(self, "alignments", (*self.alignments, LEARNED))
         for a in (*self.alignments, self.default_alignment):
-            if a not in ALIGNMENTS:
-                raise ValueError(f"unknown alignment {a!r}; allowed: {', '.join(ALIGNMENTS)}")
+            if a == LEARNED and not self.learned_params:
+                raise ValueError("alignment 'learned' needs the generator: --learned-params '{\"path\": ...}'")
+            if a not in ALIGNMENTS and a != LEARNED:
+                raise ValueError(f"unknown alignment {a!r}; allowed: {', '.join(ALIGNMENTS)}, {LEARNED}")
         for k in self.ks:
             if not 1 <= int(k) <= self.num_classes:
                 raise ValueError(f"k must be in 1..{self.num_classes}, got {k}")
@@ -187,6 +203,12 @@ class StudyConfig:
         for name in ("steps", "batch_size", "feature_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def alignment_spec(self, alignment: str) -> tuple[str, str]:
+        """``(aligner name, JSON parameters)`` of an alignment setting for ``stylepaste augment``."""
+        if alignment == LEARNED:
+            return "learned", self.learned_params
+        return ALIGNMENTS[alignment]
 
     def groups(self) -> dict[str, list[Setting]]:
         """The settings of each group, in table order."""
@@ -563,7 +585,7 @@ def _log(cfg: StudyConfig, msg: str) -> None:
 
 def corpus_params(cfg: StudyConfig, alignment: str) -> dict[str, Any]:
     """The augment parameters that define a corpus (compared with an existing corpus's manifest)."""
-    aligner, params = ALIGNMENTS[alignment]
+    aligner, params = cfg.alignment_spec(alignment)
     return {"aligner": aligner, "aligner_params": json.loads(params), "seed": cfg.augment_seed,
             "max_frames": cfg.max_train_frames}
 
@@ -589,7 +611,7 @@ def ensure_corpus(cfg: StudyConfig, alignment: str) -> str:
         if have == want:
             return str(folder)
         _log(cfg, f"corpus {folder} was made with {have}, rebuilding for {want}")
-    aligner, params = ALIGNMENTS[alignment]
+    aligner, params = cfg.alignment_spec(alignment)
     argv = ["--cityscapes", str(Path(cfg.world) / "cityscapes"), "--split", "train", "--bank", cfg.bank,
             "--out", str(folder), "--aligner", aligner, "--aligner-params", params, "--seed", str(cfg.augment_seed),
             "--num-shards", "4", "--overwrite", "--log-level", "WARNING", "--direct_running_mode", "in_memory"]
@@ -850,6 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default=d.arch, help="architecture of the base models")
     p.add_argument("--alignments", type=_names, default=d.alignments,
                    help=f"alignment settings, comma-separated, from {', '.join(ALIGNMENTS)}")
+    p.add_argument("--learned-params", default="",
+                   help='parameters of a trained style generator as JSON, e.g. \'{"path": "gen.ts", "kind": '
+                        '"torchscript"}\' (see style_transfer.learned); adds the alignment "learned"')
     p.add_argument("--default-alignment", default=d.default_alignment, help="alignment of the top-k and head rows")
     p.add_argument("--ks", type=_ints, default=d.ks, help="k values of the top-k rows")
     p.add_argument("--heads", type=_names, default=d.heads, help="heads of the head rows")
@@ -877,7 +902,8 @@ def config_from_args(a: argparse.Namespace) -> StudyConfig:
     """Build the :class:`StudyConfig` from parsed arguments."""
     cfg = StudyConfig(
         world=a.world, bank=a.bank, bases=tuple(a.base), out=a.out, arch=a.arch, alignments=tuple(a.alignments),
-        default_alignment=a.default_alignment, ks=tuple(a.ks), heads=tuple(a.heads), seeds=tuple(a.seeds),
+        learned_params=a.learned_params, default_alignment=a.default_alignment, ks=tuple(a.ks),
+        heads=tuple(a.heads), seeds=tuple(a.seeds),
         steps=a.steps, batch_size=a.batch_size, lr=a.lr, order_workers=a.order_workers,
         augment_seed=a.augment_seed, max_train_frames=a.max_train_frames, max_test_frames=a.max_test_frames,
         max_val_frames=a.max_val_frames, cache_dtype=a.cache_dtype, threads=a.threads, progress=not a.no_progress)

@@ -171,3 +171,33 @@ def test_per_base_table_keeps_each_base_apart():
     assert rows["none"][1] == f"{2 + ap:.2f} ± 1.41" and rows["none"][5] == "not run"
     assert rows["k = 5 (default)"][5] == f"{5 + ap:.2f} ± 0.00"
     assert rows["none"][-1] == "2/0" and rows["k = 5 (default)"][-1] == "2/2"
+
+
+def test_learned_generator_joins_the_alignment_group(tiny, tmp_path):
+    import warnings
+
+    from style_transfer.learned import ColorShiftGenerator
+
+    torch.manual_seed(0)
+    gen = ColorShiftGenerator(hidden=4).eval()
+    path = tmp_path / "gen.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(gen), str(path))
+    params = json.dumps({"path": str(path), "kind": "torchscript"})
+    with pytest.raises(ValueError, match="needs the generator"):
+        study.StudyConfig(world="w", bank="b", bases=("x",), alignments=("learned",))
+    with pytest.raises(ValueError, match="JSON object with a 'path'"):
+        study.StudyConfig(world="w", bank="b", bases=("x",), learned_params="[1]")
+    t = tiny["cfg"]
+    cfg = study.StudyConfig(world=t.world, bank=t.bank, bases=t.bases, out=t.out, alignments=("none",),
+                            learned_params=params, ks=(5,), heads=("classifier",), seeds=(0,), steps=4,
+                            batch_size=2, progress=False)
+    assert cfg.alignments == ("none", "learned")
+    doc = study.run(cfg)
+    manifest = json.loads((Path(t.out) / "corpora" / "learned" / "_manifest.json").read_text())
+    assert manifest["parameters"]["aligner"] == "learned"
+    assert manifest["parameters"]["aligner_params"]["path"] == str(path)
+    assert [r["seed"] for r in doc["runs"] if r["key"] == "learned_k5_classifier"] == [0]
+    cells = _cells((Path(t.out) / "study.md").read_text(), "### Style alignment")
+    assert list(cells)[1:] == ["none", "learned"] and cells["learned"][1] == "1"
