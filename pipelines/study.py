@@ -776,6 +776,8 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
                   + ", ".join(f"{s} AP {res['metrics'][s]['ap']:.2f}" for s in SCORES)
                   + f", ΔmIoU {rec['miou_change']:+.2f}")
         write_report(cfg, timings=timings, seconds=time.perf_counter() - t_start)  # partial results stay readable
+    if report_only:
+        return write_report(cfg)
     return write_report(cfg, timings=timings, seconds=time.perf_counter() - t_start)
 
 
@@ -792,6 +794,8 @@ def collect(cfg: StudyConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             bases.append(r)
         elif r["key"] in keys and r["seed"] in cfg.seeds and r["finetune_config"]["steps"] == cfg.steps:
             runs.append(r)
+    order = {tag: i for i, tag in enumerate(tags.values())}
+    bases.sort(key=lambda r: order[r["base_sha"]])
     return bases, runs
 
 
@@ -827,8 +831,13 @@ def write_report(cfg: StudyConfig, *, timings: dict[str, float] | None = None,
     if len(base_runs) > 1:
         lines += ["### Per base model (mean ± std over each base's finetune seeds)", "",
                   per_base_table(cfg, base_runs, runs)]
-    if timings:
-        lines += ["Times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
+    spent = [r["seconds"] for r in runs if "seconds" in r]
+    if spent:
+        ft, ev = sum(s["finetune"] for s in spent), sum(s["evaluate"] for s in spent)
+        lines += [f"Compute of the {len(spent)} finetune runs on record: finetuning {ft:.0f} s, evaluation "
+                  f"{ev:.0f} s ({ft / len(spent):.1f} s and {ev / len(spent):.1f} s per run).", ""]
+    if timings and any(timings.values()):
+        lines += ["This invocation (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
                   + (f", total {seconds:.0f}" if seconds is not None else ""), ""]
     (out / "study.md").write_text("\n".join(lines))
     return doc
