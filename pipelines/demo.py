@@ -140,7 +140,7 @@ def run(cfg: DemoConfig) -> dict:
     from pipelines import augment, bank, world
     from trainer import finetune
     from trainer.evaluate import EvaluateConfig, ModelSpec, evaluate
-    from trainer.report import markdown_table
+    from trainer.report import false_alarm_tables, markdown_table
 
     if not Path(cfg.checkpoint).is_file():
         raise FileNotFoundError(f"base checkpoint not found: {cfg.checkpoint}")
@@ -200,14 +200,14 @@ def run(cfg: DemoConfig) -> dict:
         "miou": result.miou, "miou_change": result.miou_change, "report": str(rdir),
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
-    _write_report(rdir, cfg, table, st.times)
+    _write_report(rdir, cfg, table, st.times, false_alarm_tables(result))
     print("\n" + table)
     print(f"\nstylepaste demo finished in {total:.0f} s. Report: {rdir / 'README.md'} (table, ROC/PR curves, "
           f"overlays of the hardest frames).")
     return summary
 
 
-def _write_report(rdir: Path, cfg: DemoConfig, table: str, times: dict[str, float]) -> None:
+def _write_report(rdir: Path, cfg: DemoConfig, table: str, times: dict[str, float], alarms: str) -> None:
     curves = sorted(p.name for p in (rdir / "curves").glob("*.png"))
     overlays = sorted(str(p.relative_to(rdir)) for p in (rdir / "overlays").rglob("*.png"))
     lines = [
@@ -220,6 +220,8 @@ def _write_report(rdir: Path, cfg: DemoConfig, table: str, times: dict[str, floa
         "Stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()), "", "## Curves", "",
     ]
     lines += [f"![{c}](curves/{c})" for c in curves]
+    if alarms:
+        lines += ["", "## Where the false alarms are", "", alarms]
     lines += ["", "## Hardest frames (frame | ground truth | anomaly heat map)", ""]
     lines += [f"![{o}]({o})" for o in overlays]
     (rdir / "README.md").write_text("\n".join(lines) + "\n")

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from schemas.labels import NUM_CLASSES
 from trainer.checkpoint import checkpoint_info, load_checkpoint
 from trainer.datasets import AnomalyDataset, Sample, open_dataset
-from trainer.metrics import AnomalyMetrics, SegmentationMetrics
+from trainer.metrics import AnomalyMetrics, FalseAlarmsByClass, SegmentationMetrics
 from trainer.models import build_model, normalize
 from trainer.scores import ScoreName, SMLStatistics, SMLStats, anomaly_score
 
@@ -74,6 +75,8 @@ class EvaluateConfig:
         overlay_score: Score used to rank and draw the hardest frames (default: energy, else the first).
         max_frames: Evaluate at most this many frames per dataset (None = all).
         fpr_mode: ``first`` (Fishyscapes/SMIYC) or ``closest`` (PEBAL) FPR at 95 % TPR.
+        false_alarm_stride: The false alarms by predicted class are counted on every N-th inlier pixel
+            (1 = exact; 0 = not at all).
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: Show progress bars.
     """
@@ -89,6 +92,7 @@ class EvaluateConfig:
     overlay_score: str | None = None
     max_frames: int | None = None
     fpr_mode: str = "first"
+    false_alarm_stride: int = 16
     device: str = "auto"
     progress: bool = True
 
@@ -102,6 +106,8 @@ class EvaluationResult:
         miou: ``{model: {dataset: mIoU in %}}``.
         miou_change: ``{model: {dataset: change in points from the base model}}``.
         hardest: ``{dataset: [(sample_id, frame AP), ...]}`` of the primary model, hardest first.
+        false_alarms: Per (model, dataset) with the overlay score: ``{"model", "score", "dataset",
+            "threshold", "stride", "classes": [per-class dict of FalseAlarmsByClass.compute]}``.
         files: Paths of everything written.
         seconds: Wall time.
     """
@@ -110,6 +116,7 @@ class EvaluationResult:
     miou: dict[str, dict[str, float]] = field(default_factory=dict)
     miou_change: dict[str, dict[str, float]] = field(default_factory=dict)
     hardest: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    false_alarms: list[dict] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -267,11 +274,15 @@ def evaluate(cfg: EvaluateConfig) -> EvaluationResult:
                 result.miou.setdefault(spec.label, {})[name] = 100.0 * float(seg.compute()["miou"])
                 continue
             metrics = {s: AnomalyMetrics(fpr_mode=cfg.fpr_mode) for s in spec.scores}
+            alarms = (FalseAlarmsByClass(num_classes=getattr(model, "num_classes", NUM_CLASSES), stride=cfg.false_alarm_stride)
+                      if cfg.false_alarm_stride > 0 and overlay_score in spec.scores else None)
             for idx, sample in enumerate(it):
                 logits = predict(model, sample.image, device)
                 for s in spec.scores:
                     smap = anomaly_score(s, logits, sml_stats=sml_stats, smooth_sigma=cfg.smooth_sigma)[0].numpy()
                     metrics[s].update(smap, sample.label)
+                    if alarms is not None and s == overlay_score:
+                        alarms.update(smap, sample.label, logits.argmax(1)[0].numpy())
                     if spec is primary and s == overlay_score:
                         frame_aps.setdefault(name, []).append((frame_ap(smap, sample.label), idx, sample.sample_id))
             for s, m in metrics.items():
@@ -284,6 +295,11 @@ def evaluate(cfg: EvaluateConfig) -> EvaluationResult:
                 })
                 curves_by_ds.setdefault(name, []).append(
                     (f"{spec.label} {SCORE_TITLES[s]}", report.thin_curves(m.curves()), values))
+                if alarms is not None and s == overlay_score and values["num_pos"] and values["num_neg"]:
+                    result.false_alarms.append({
+                        "model": spec.label, "score": s, "dataset": name,
+                        "threshold": float(values["fpr95_threshold"]), "stride": cfg.false_alarm_stride,
+                        "classes": alarms.compute(values["fpr95_threshold"])})
         if spec is primary:
             primary_model, primary_sml = model, sml_stats
         else:
@@ -382,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="at most this many frames per dataset")
     p.add_argument("--fpr-mode", choices=["first", "closest"], default="first",
                    help="FPR95 convention: first threshold with TPR>=0.95 (Fishyscapes/SMIYC) or closest (PEBAL)")
+    p.add_argument("--false-alarm-stride", type=int, default=16,
+                   help="count the false alarms by predicted class on every N-th inlier pixel (1 = exact, 0 = off; "
+                        "default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--out", required=True, help="output folder")
@@ -401,7 +420,8 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         models=tuple(models), datasets=tuple(args.dataset), out=args.out, base_label=args.base_label,
         sml_train=args.sml_train, sml_frames=args.sml_frames, smooth_sigma=args.smooth_sigma,
         overlays=args.overlays, overlay_score=args.overlay_score, max_frames=args.max_frames,
-        fpr_mode=args.fpr_mode, device=args.device, progress=not args.no_progress,
+        fpr_mode=args.fpr_mode, false_alarm_stride=args.false_alarm_stride, device=args.device,
+        progress=not args.no_progress,
     )
 
 

@@ -858,6 +858,81 @@ class ComponentMetrics:
         self.num_frames = int(sum(int(f[0]) for f in frames))
 
 
+class FalseAlarmsByClass:
+    """Where an anomaly score's false alarms are: inlier pixels flagged at a threshold, by predicted class.
+
+    Keeps the score and the predicted class of every ``stride``-th in-distribution pixel (label 0, in raster
+    order over all frames, so the sample is uniform), which costs ``5 / stride`` bytes per pixel. With
+    ``stride=1`` the result is exact. Use it with the threshold of :class:`AnomalyMetrics` (``fpr95_threshold``)
+    to see which in-distribution classes the score confuses with anomalies.
+
+    Args:
+        num_classes: Predicted classes (19 for Cityscapes trainIds).
+        stride: Keep every ``stride``-th inlier pixel (>= 1).
+
+    Raises:
+        ValueError: For ``num_classes < 1`` or ``stride < 1``.
+    """
+
+    def __init__(self, num_classes: int = 19, stride: int = 16) -> None:
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if int(stride) < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.num_classes, self.stride = int(num_classes), int(stride)
+        self._scores: list[np.ndarray] = []
+        self._classes: list[np.ndarray] = []
+        self._seen = 0
+
+    def update(self, scores: Any, labels: Any, predicted: Any) -> None:
+        """Add frames.
+
+        Args:
+            scores: (H, W) or (B, H, W) anomaly scores (higher = more anomalous).
+            labels: Same shape, 0 in-distribution, 1 anomaly, 255 void.
+            predicted: Same shape, the predicted class of each pixel (0 .. num_classes - 1).
+
+        Raises:
+            ValueError: For shapes that differ, labels outside {0, 1, 255} or classes out of range.
+        """
+        s = _to_numpy(scores, "scores")
+        y = _to_numpy(labels, "labels")
+        c = _to_numpy(predicted, "predicted")
+        _check_frames(s, y, "FalseAlarmsByClass")
+        if c.shape != y.shape:
+            raise ValueError(f"FalseAlarmsByClass.update: predicted has shape {tuple(c.shape)}, labels "
+                             f"{tuple(y.shape)}; they must match")
+        _, neg = _anomaly_masks(y, "FalseAlarmsByClass")
+        inl_s, inl_c = s[neg], c[neg]
+        if inl_c.size and (int(inl_c.min()) < 0 or int(inl_c.max()) >= self.num_classes):
+            raise ValueError(f"FalseAlarmsByClass.update: predicted classes must be in 0..{self.num_classes - 1}, "
+                             f"got {int(inl_c.min())}..{int(inl_c.max())}")
+        first = (-self._seen) % self.stride
+        self._scores.append(np.asarray(inl_s[first::self.stride], dtype=np.float32))
+        self._classes.append(np.asarray(inl_c[first::self.stride], dtype=np.uint8))
+        self._seen += inl_s.size
+
+    def compute(self, threshold: float) -> list[dict[str, float]]:
+        """Per predicted class at ``threshold`` (pixels with ``score >= threshold`` are flagged).
+
+        Returns:
+            One dict per class: ``inlier_share`` (fraction of the sampled inlier pixels predicted as the class),
+            ``fpr`` (fraction of them flagged), ``alarm_share`` (their fraction of all flagged inlier pixels)
+            and ``sampled`` (pixel count). Fractions are NaN where undefined.
+        """
+        s = np.concatenate(self._scores) if self._scores else np.zeros(0, np.float32)
+        c = np.concatenate(self._classes) if self._classes else np.zeros(0, np.uint8)
+        flagged = s >= np.float32(threshold)
+        n = np.bincount(c, minlength=self.num_classes).astype(np.float64)
+        f = np.bincount(c[flagged], minlength=self.num_classes).astype(np.float64)
+        total, alarms = n.sum(), f.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return [{"inlier_share": n[k] / total if total else math.nan,
+                     "fpr": f[k] / n[k] if n[k] else math.nan,
+                     "alarm_share": f[k] / alarms if alarms else math.nan,
+                     "sampled": int(n[k])} for k in range(self.num_classes)]
+
+
 # ----------------------------------------------------------------------------------------------------
 # Semantic segmentation
 # ----------------------------------------------------------------------------------------------------

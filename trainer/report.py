@@ -166,6 +166,58 @@ def markdown_table(result: EvaluationResult) -> str:
     return "\n".join(lines)
 
 
+def false_alarm_tables(result: EvaluationResult, class_names: tuple[str, ...] | None = None,
+                       min_share: float = 0.001) -> str:
+    """Where the false alarms are: per anomaly dataset, the inlier pixels flagged at each model's 95 % TPR
+    threshold, by predicted class (rows: classes holding at least ``min_share`` of the inliers or of the alarms
+    of some model, ordered by the first model's share of the alarms).
+
+    Columns per model: the class's share of the inlier pixels, its FPR at that threshold (the fraction of its
+    pixels flagged) and its share of all flagged inlier pixels, in %. Empty when nothing was counted.
+    """
+    if not result.false_alarms:
+        return ""
+    if class_names is None:
+        from schemas.labels import TRAIN_CLASSES
+
+        class_names = TRAIN_CLASSES
+    from trainer.evaluate import SCORE_TITLES
+
+    lines: list[str] = []
+    for ds in dict.fromkeys(fa["dataset"] for fa in result.false_alarms):
+        per = [fa for fa in result.false_alarms if fa["dataset"] == ds]
+        stride = per[0]["stride"]
+        lines += ["", f"### {ds}: false alarms at the 95 % TPR threshold, by predicted class", "",
+                  "Share of the inlier pixels predicted as the class, FPR within the class and share of all false "
+                  "alarms, in %" + (f" (counted on every {stride}th inlier pixel)." if stride > 1 else "."), ""]
+        head = ["class"] + [f"{fa['model']} {SCORE_TITLES.get(fa['score'], fa['score'])}: {what}"
+                            for fa in per for what in ("pixels", "FPR", "alarms")]
+        lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        n = len(per[0]["classes"])
+        keep = [k for k in range(n) if any(
+            (fa["classes"][k]["inlier_share"] or 0) >= min_share or (fa["classes"][k]["alarm_share"] or 0) >= min_share
+            for fa in per)]
+        first = per[0]["classes"]
+        keep.sort(key=lambda k: -(0.0 if math.isnan(first[k]["alarm_share"]) else first[k]["alarm_share"]))
+        for k in keep:
+            cells = [class_names[k] if k < len(class_names) else str(k)]
+            for fa in per:
+                c = fa["classes"][k]
+                cells += [_fmt(100 * c["inlier_share"]), _fmt(100 * c["fpr"]), _fmt(100 * c["alarm_share"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines).lstrip("\n")
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
 def write_tables(out: Path, result: EvaluationResult, cfg: EvaluateConfig) -> list[str]:
     """Write ``results.md``, ``results.csv`` and ``results.json``.
 
@@ -179,6 +231,9 @@ def write_tables(out: Path, result: EvaluationResult, cfg: EvaluateConfig) -> li
         parts += ["", "## Hardest frames (lowest frame AP of the first model)", ""]
         for ds, items in result.hardest.items():
             parts.append(f"- {ds}: " + ", ".join(f"{sid} ({100 * ap:.1f})" for sid, ap in items))
+    alarms = false_alarm_tables(result)
+    if alarms:
+        parts += ["", "## Where the false alarms are", "", alarms]
     md.write_text("\n".join(parts) + "\n")
     buf = io.StringIO()
     fields = ["model", "score", "dataset", "auroc", "ap", "fpr95", "num_pos", "num_neg", "miou", "miou_change"]
@@ -195,6 +250,7 @@ def write_tables(out: Path, result: EvaluationResult, cfg: EvaluateConfig) -> li
     payload = {
         "rows": result.rows, "miou": result.miou, "miou_change": result.miou_change,
         "hardest": {k: [list(x) for x in v] for k, v in result.hardest.items()},
+        "false_alarms": _nan_to_none(result.false_alarms),
         "fpr_mode": cfg.fpr_mode, "seconds": result.seconds,
         "models": [{"label": m.label, "checkpoint": m.checkpoint, "arch": m.arch, "scores": list(m.scores)}
                    for m in cfg.models],

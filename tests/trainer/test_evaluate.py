@@ -57,6 +57,20 @@ def test_evaluate_writes_tables_curves_and_overlays(tiny_world, checkpoints, tmp
     assert change == pytest.approx(res["miou"]["finetuned"]["cityscapes_val"] - res["miou"]["base"]["cityscapes_val"])
     md = (out / "results.md").read_text()
     assert "synthetic AUROC" in md and "Max-min logit" in md and "ΔmIoU" in md
+    # false alarms by predicted class: both models (energy), one anomaly dataset, shares that add up
+    fas = res["false_alarms"]
+    assert [(f["model"], f["score"], f["dataset"]) for f in fas] == [
+        ("finetuned", "energy", "synthetic"), ("base", "energy", "synthetic")]
+    for f in fas:
+        row = next(r for r in res["rows"] if (r["model"], r["score"], r["dataset"]) == (f["model"], "energy",
+                                                                                      "synthetic"))
+        assert len(f["classes"]) == 19 and f["stride"] == 16
+        assert sum(c["sampled"] for c in f["classes"]) == -(-row["num_neg"] // 16)
+        assert sum(c["inlier_share"] or 0 for c in f["classes"]) == pytest.approx(1.0)
+        assert sum(c["alarm_share"] or 0 for c in f["classes"]) == pytest.approx(1.0)
+        fpr = sum((c["fpr"] or 0) * (c["inlier_share"] or 0) for c in f["classes"])
+        assert fpr == pytest.approx(row["fpr95"] / 100, abs=0.05)  # a 1-in-16 sample of the inliers
+    assert "## Where the false alarms are" in md and "finetuned Energy: FPR" in md
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == len(res["rows"]) + 2
     for kind in ("roc", "pr"):

@@ -13,7 +13,13 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from trainer.metrics import SIOU_THRESHOLDS, AnomalyMetrics, ComponentMetrics, SegmentationMetrics
+from trainer.metrics import (
+    SIOU_THRESHOLDS,
+    AnomalyMetrics,
+    ComponentMetrics,
+    FalseAlarmsByClass,
+    SegmentationMetrics,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TOL = 1e-9
@@ -597,3 +603,48 @@ def test_segmentation_torch_logits_merge_and_errors():
         a.update(np.zeros((2, 3), int), np.zeros((2, 2), int))
     with pytest.raises(ValueError, match="overlap"):
         SegmentationMetrics(num_classes=19, ignore_labels=(5,))
+
+
+def test_false_alarms_by_class_add_up_to_the_fpr95_of_anomaly_metrics():
+    rng = np.random.default_rng(5)
+    frames = []
+    for _ in range(3):
+        pred = rng.integers(0, 4, size=(40, 50))
+        label = np.where(rng.random((40, 50)) < 0.03, 1, 0).astype(np.uint8)
+        label[:3] = 255
+        score = (rng.normal(size=(40, 50)) + 2.0 * (label == 1) + 0.8 * (pred == 2)).astype(np.float32)
+        frames.append((score, label, pred))
+    am, exact, sampled = AnomalyMetrics(), FalseAlarmsByClass(num_classes=4, stride=1), FalseAlarmsByClass(4, 7)
+    for score, label, pred in frames:
+        am.update(score, label)
+        exact.update(score, label, pred)
+        sampled.update(torch.from_numpy(score), torch.from_numpy(label), torch.from_numpy(pred))
+    v = am.compute()
+    per = exact.compute(v["fpr95_threshold"])
+    scores = np.concatenate([f[0][f[1] == 0] for f in frames])
+    classes = np.concatenate([f[2][f[1] == 0] for f in frames])
+    flagged = scores >= v["fpr95_threshold"]
+    for k in range(4):
+        assert per[k]["sampled"] == int((classes == k).sum())
+        assert per[k]["fpr"] == pytest.approx(flagged[classes == k].mean())
+        assert per[k]["alarm_share"] == pytest.approx(flagged[classes == k].sum() / flagged.sum())
+    assert sum(c["fpr"] * c["inlier_share"] for c in per) == pytest.approx(v["fpr95"])
+    assert max(range(4), key=lambda k: per[k]["fpr"]) == 2  # the class the score confuses with anomalies
+    # every 7th inlier pixel across frame boundaries: a uniform sample of the same pixels
+    assert sum(c["sampled"] for c in sampled.compute(0.0)) == -(-scores.size // 7)
+    got = sampled.compute(v["fpr95_threshold"])
+    assert [c["sampled"] for c in got] == [int((classes[::7] == k).sum()) for k in range(4)]
+    assert [c["fpr"] for c in got] == pytest.approx([flagged[::7][classes[::7] == k].mean() for k in range(4)])
+
+
+def test_false_alarms_by_class_refuses_bad_input():
+    fa = FalseAlarmsByClass(num_classes=3, stride=1)
+    with pytest.raises(ValueError, match="predicted has shape"):
+        fa.update(np.zeros((2, 2), np.float32), np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.int64))
+    with pytest.raises(ValueError, match=r"predicted classes must be in 0\.\.2"):
+        fa.update(np.zeros((2, 2), np.float32), np.zeros((2, 2), np.uint8), np.full((2, 2), 3))
+    with pytest.raises(ValueError, match="labels must be 0"):
+        fa.update(np.zeros((2, 2), np.float32), np.full((2, 2), 7, np.uint8), np.zeros((2, 2), np.int64))
+    with pytest.raises(ValueError, match="stride must be"):
+        FalseAlarmsByClass(stride=0)
+    assert all(np.isnan(c["fpr"]) for c in fa.compute(0.0))
