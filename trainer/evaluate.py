@@ -259,6 +259,7 @@ def evaluate(cfg: EvaluateConfig) -> EvaluationResult:
     frame_aps: dict[str, list[tuple[float, int, str]]] = {}
     curves_by_ds: dict[str, list[tuple[str, dict[str, np.ndarray], dict]]] = {}
 
+    reference = None
     for spec in cfg.models:
         model = load_model(spec, device)
         sml_stats = None
@@ -302,6 +303,8 @@ def evaluate(cfg: EvaluateConfig) -> EvaluationResult:
                         "classes": alarms.compute(values["fpr95_threshold"])})
         if spec is primary:
             primary_model, primary_sml = model, sml_stats
+        elif spec.label == cfg.base_label and overlay_score in spec.scores and cfg.overlays > 0:
+            reference = (spec, model, sml_stats)  # its heat map goes beside the primary one in the overlays
         else:
             del model
 
@@ -322,9 +325,16 @@ def evaluate(cfg: EvaluateConfig) -> EvaluationResult:
             logits = predict(primary_model, sample.image, device)
             smap = anomaly_score(overlay_score, logits, sml_stats=primary_sml,
                                  smooth_sigma=cfg.smooth_sigma)[0].numpy()
+            maps = [smap]
+            titles = [f"{primary.label} {SCORE_TITLES[overlay_score]} | frame AP {100 * ap:.1f}"]
+            if reference is not None:
+                ref_spec, ref_model, ref_sml = reference
+                rmap = anomaly_score(overlay_score, predict(ref_model, sample.image, device), sml_stats=ref_sml,
+                                     smooth_sigma=cfg.smooth_sigma)[0].numpy()
+                maps.append(rmap)
+                titles.append(f"{ref_spec.label} | frame AP {100 * frame_ap(rmap, sample.label):.1f}")
             path = out / "overlays" / name / f"{rank:02d}_{_safe(sid)}.png"
-            report.write_overlay(path, sample.image, sample.label, smap,
-                                 title=f"{primary.label} {SCORE_TITLES[overlay_score]} | frame AP {100 * ap:.1f}")
+            report.write_overlay(path, sample.image, sample.label, maps, title=titles)
             result.files.append(str(path))
 
     result.seconds = time.perf_counter() - start

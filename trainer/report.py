@@ -99,30 +99,49 @@ def label_overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.6) -> n
     return out.round().astype(np.uint8)
 
 
-def overlay_panels(image: np.ndarray, label: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Frame, ground truth and anomaly heat map side by side, each at the frame's size.
+def overlay_panels(image: np.ndarray, label: np.ndarray, scores: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """Frame, ground truth and one anomaly heat map per score map, side by side, each at the frame's size.
 
     Args:
         image: uint8 (H, W, 3).
         label: uint8 (H, W) with 0 = in, 1 = anomaly, 255 = void.
         scores: float (H, W).
+        *more: Further float (H, W) score maps (e.g. the base model's), each scaled on its own.
 
     Returns:
-        uint8 (H, 3 W, 3).
+        uint8 (H, (2 + maps) W, 3).
     """
-    if image.shape[:2] != label.shape or label.shape != scores.shape:
-        raise ValueError(f"overlay: image {image.shape}, label {label.shape} and scores {scores.shape} differ in size")
-    return np.concatenate([image, label_overlay(image, label), heatmap(scores, label != 255)], axis=1)
+    for s in (scores, *more):
+        if image.shape[:2] != label.shape or label.shape != s.shape:
+            raise ValueError(f"overlay: image {image.shape}, label {label.shape} and scores {s.shape} differ in size")
+    valid = label != 255
+    return np.concatenate([image, label_overlay(image, label)] + [heatmap(s, valid) for s in (scores, *more)],
+                          axis=1)
 
 
-def write_overlay(path: Path, image: np.ndarray, label: np.ndarray, scores: np.ndarray, title: str = "") -> None:
-    """Write :func:`overlay_panels` as a PNG, with a one-line title in the top-left corner."""
-    panel = Image.fromarray(overlay_panels(image, label, scores))
-    if title:
-        draw = ImageDraw.Draw(panel)
-        w = 7 * len(title) + 8
-        draw.rectangle([0, 0, w, 14], fill=(0, 0, 0))
-        draw.text((4, 2), title, fill=(255, 255, 255))
+def write_overlay(path: Path, image: np.ndarray, label: np.ndarray, scores: np.ndarray | list[np.ndarray],
+                  title: str | list[str] = "") -> None:
+    """Write :func:`overlay_panels` as a PNG, each heat map with its one-line title in its top-left corner.
+
+    Args:
+        path: PNG to write.
+        image: uint8 (H, W, 3).
+        label: uint8 (H, W).
+        scores: One score map or a list of them.
+        title: One title per score map (a single string for a single map).
+    """
+    maps = list(scores) if isinstance(scores, (list, tuple)) else [scores]
+    titles = list(title) if isinstance(title, (list, tuple)) else [title]
+    if len(titles) != len(maps):
+        raise ValueError(f"overlay: {len(maps)} score maps but {len(titles)} titles")
+    panel = Image.fromarray(overlay_panels(image, label, *maps))
+    draw = ImageDraw.Draw(panel)
+    width = image.shape[1]
+    for i, text in enumerate(titles):
+        if text:
+            x0 = (2 + i) * width
+            draw.rectangle([x0, 0, x0 + min(width, 6 * len(text) + 8), 14], fill=(0, 0, 0))
+            draw.text((x0 + 4, 2), text, fill=(255, 255, 255))
     path.parent.mkdir(parents=True, exist_ok=True)
     panel.save(path)
 

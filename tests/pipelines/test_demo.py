@@ -41,7 +41,7 @@ def test_demo_chain_runs_end_to_end(tmp_path):
     report = (out / "report" / "README.md").read_text()
     assert "| base | Energy |" in report and "ΔmIoU" in report
     overlay = next((out / "report" / "overlays" / "synthetic").glob("*.png"))
-    assert np.asarray(Image.open(overlay)).shape == (64, 3 * 128, 3)
+    assert np.asarray(Image.open(overlay)).shape == (64, 4 * 128, 3)  # frame, truth, finetuned, base
 
 
 def test_demo_help_and_committed_checkpoint(capsys):

@@ -82,7 +82,9 @@ def test_evaluate_writes_tables_curves_and_overlays(tiny_world, checkpoints, tmp
     assert [h[1] for h in hardest] == sorted(h[1] for h in hardest)
     frame = np.asarray(Image.open(next((tiny_world / "fishyscapes_lostandfound").rglob("images/0.png"))))
     panel = np.asarray(Image.open(overlays[0]))
-    assert panel.shape == (frame.shape[0], 3 * frame.shape[1], 3)
+    assert panel.shape == (frame.shape[0], 4 * frame.shape[1], 3)  # frame, truth, finetuned, base
+    w = frame.shape[1]
+    assert not np.array_equal(panel[20:, 2 * w:3 * w], panel[20:, 3 * w:])  # two models, two heat maps
 
 
 def test_overlay_marks_the_anomaly_where_the_label_has_it():
