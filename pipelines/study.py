@@ -47,14 +47,14 @@ import numpy as np
 import torch
 
 from schemas.arrow import FRAME
-from schemas.labels import NUM_CLASSES
+from schemas.labels import NUM_CLASSES, TRAIN_CLASSES
 from schemas.manifest import open_shard
 from trainer.checkpoint import load_checkpoint
 from trainer.data import Augment, ShardStream
 from trainer.finetune import FinetuneConfig, _make_optimizer
 from trainer.heads import freeze_all_but_head, head_state_dict, load_head_state_dict
 from trainer.losses import LossConfig, total_loss
-from trainer.metrics import AnomalyMetrics, SegmentationMetrics
+from trainer.metrics import AnomalyMetrics, FalseAlarmsByClass, SegmentationMetrics
 from trainer.models import build_model, normalize
 from trainer.scores import anomaly_score
 
@@ -76,6 +76,12 @@ SCORE_TITLES: dict[str, str] = {"max_logit": "Max logit", "energy": "Energy", "m
 METRICS: tuple[str, ...] = ("auroc", "ap", "fpr95")
 METRIC_TITLES: dict[str, str] = {"auroc": "AUROC↑", "ap": "AP↑", "fpr95": "FPR95↓"}
 GROUPS: tuple[str, ...] = ("alignment", "topk", "head")
+RECORD_VERSION = 2
+"""Version of the per-run records; older records are run again (2: false alarms by predicted class)."""
+ALARM_SCORE = "energy"
+"""Score of the false-alarm table (the poster's score)."""
+ALARM_CLASSES: tuple[int, ...] = (0, 1, 2, 8, 13, 10)
+"""trainIds shown in the false-alarm table: road, sidewalk, building, vegetation, car, sky."""
 GROUP_TITLES: dict[str, str] = {
     "alignment": "Style alignment (top-5 one-vs-rest, head only)",
     "topk": "Top-k of the one-vs-rest loss ({align}, head only; k = C is plain one-vs-rest)",
@@ -454,19 +460,29 @@ def evaluate_cached(model: torch.nn.Module, head: str, test: FeatureCache, val: 
         chunk: Frames per head forward.
 
     Returns:
-        ``{"metrics": {score: {"auroc", "ap", "fpr95", "num_pos", "num_neg"}}, "miou": float | None}``.
+        ``{"metrics": {score: {"auroc", "ap", "fpr95", "num_pos", "num_neg"}}, "false_alarms": {score: [per
+        predicted class {"inlier_share", "fpr", "alarm_share"} in %, None where undefined]}, "miou": float |
+        None}``; the false alarms are the inlier pixels at or above the score's 95 % TPR threshold (exact).
     """
     model.eval()
     metrics = {s: AnomalyMetrics() for s in scores}
+    alarms = {s: FalseAlarmsByClass(num_classes=model.num_classes, stride=1) for s in scores}
     for i in range(0, len(test.ids), chunk):
         logits = model.classify(test.feats[i:i + chunk].float(), test.size, head).float()
+        labels = test.labels[i:i + chunk].numpy()
+        pred = logits.argmax(1).numpy()
         for s in scores:
-            metrics[s].update(anomaly_score(s, logits).numpy(), test.labels[i:i + chunk].numpy())
-    out: dict[str, Any] = {"metrics": {}, "miou": None}
+            smap = anomaly_score(s, logits).numpy()
+            metrics[s].update(smap, labels)
+            alarms[s].update(smap, labels, pred)
+    out: dict[str, Any] = {"metrics": {}, "false_alarms": {}, "miou": None}
     for s, m in metrics.items():
         v = m.compute()
         out["metrics"][s] = {"auroc": 100.0 * v["auroc"], "ap": 100.0 * v["ap"], "fpr95": 100.0 * v["fpr95"],
                              "num_pos": int(v["num_pos"]), "num_neg": int(v["num_neg"])}
+        out["false_alarms"][s] = [
+            {k: (None if math.isnan(c[k]) else 100.0 * c[k]) for k in ("inlier_share", "fpr", "alarm_share")}
+            for c in alarms[s].compute(v["fpr95_threshold"])]
     if val is not None:
         seg = SegmentationMetrics(num_classes=model.num_classes)
         for i in range(0, len(val.ids), chunk):
@@ -564,6 +580,31 @@ def per_base_table(cfg: StudyConfig, base_runs: Sequence[dict[str, Any]], runs: 
             row += [fmt(agg["metrics"][s][m], agg["n"]) if agg and s in agg["metrics"] else "not run"
                     for s, m in PER_BASE_COLUMNS]
         lines.append("| " + " | ".join(row + ["/".join(ns)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def false_alarm_table(cfg: StudyConfig, base_runs: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> str:
+    """Where each setting's false alarms are: for :data:`ALARM_SCORE` at its 95 % TPR threshold, the FPR within
+    the inlier pixels predicted as each class of :data:`ALARM_CLASSES`, and road's share of all false alarms
+    (mean ± std over the runs that recorded it)."""
+    head = (["Setting", "n"] + [f"{TRAIN_CLASSES[k]} FPR↓" for k in ALARM_CLASSES]
+            + [f"{TRAIN_CLASSES[ALARM_CLASSES[0]]} share of alarms"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+
+    def row(label: str, recs: Sequence[dict[str, Any]]) -> str:
+        recs = [r for r in recs if ALARM_SCORE in r.get("false_alarms", {})]
+        cells = [label, str(len(recs))]
+        for k in ALARM_CLASSES:
+            vals = [r["false_alarms"][ALARM_SCORE][k]["fpr"] for r in recs]
+            cells.append(fmt(mean_std([v for v in vals if v is not None]), len(recs)) if recs else "not run")
+        share = [r["false_alarms"][ALARM_SCORE][ALARM_CLASSES[0]]["alarm_share"] for r in recs]
+        cells.append(fmt(mean_std([v for v in share if v is not None]), len(recs)) if recs else "not run")
+        return "| " + " | ".join(cells) + " |"
+
+    lines.append(row("base models (no finetuning)", base_runs))
+    for st in cfg.settings():
+        group = next(g for g, rows in cfg.groups().items() if st in rows)
+        lines.append(row(st.label(group, cfg.num_classes), [r for r in runs if r["key"] == st.key]))
     return "\n".join(lines) + "\n"
 
 
@@ -729,7 +770,7 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
     base_runs: list[dict[str, Any]] = []
     for b in cfg.bases:
         f = out / "runs" / f"base_{bases.tag[b]}.json"
-        if f.exists():
+        if _current(f) or (report_only and f.exists()):
             base_runs.append(json.loads(f.read_text()))
             continue
         if report_only:
@@ -737,7 +778,8 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
         t = time.perf_counter()
         res = evaluate_cached(bases.model(b), "classifier", bases.cache(b, "test", "classifier"),
                               bases.cache(b, "val", "classifier"))
-        rec = {"kind": "base", "base": b, "base_sha": bases.tag[b], **res, "miou_change": 0.0}
+        rec = {"kind": "base", "record_version": RECORD_VERSION, "base": b, "base_sha": bases.tag[b], **res,
+               "miou_change": 0.0}
         f.write_text(json.dumps(rec, indent=1))
         base_runs.append(rec)
         timings["base_eval"] += time.perf_counter() - t
@@ -748,7 +790,7 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
     corpora: dict[str, str] = {}
     for st, b, seed in run_order(cfg):
         f = out / "runs" / f"{st.key}_base{bases.tag[b]}_seed{seed}.json"
-        if f.exists() or report_only:
+        if _current(f) or report_only:
             continue
         if st.alignment not in corpora:  # built when first needed
             t = time.perf_counter()
@@ -766,7 +808,7 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
         timings["evaluate"] += t_ev
         head_hash = hashlib.sha256(b"".join(
             v.numpy().tobytes() for _, v in sorted(head_state_dict(model, st.head).items()))).hexdigest()[:16]
-        rec = {"kind": "finetune", "setting": asdict(st), "key": st.key, "base": b, "base_sha": bases.tag[b],
+        rec = {"kind": "finetune", "record_version": RECORD_VERSION, "setting": asdict(st), "key": st.key, "base": b, "base_sha": bases.tag[b],
                "seed": seed, **res, "miou_change": res["miou"] - base_miou[b],
                "final_loss": log[-1], "mean_loss_last10": float(np.mean([r["loss"] for r in log[-10:]])),
                "head_sha256": head_hash, "seconds": {"finetune": t_ft, "evaluate": t_ev},
@@ -779,6 +821,13 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
     if report_only:
         return write_report(cfg)
     return write_report(cfg, timings=timings, seconds=time.perf_counter() - t_start)
+
+
+def _current(record: Path) -> bool:
+    """Whether a run record exists and is of the current :data:`RECORD_VERSION`."""
+    if not record.exists():
+        return False
+    return json.loads(record.read_text()).get("record_version", 1) >= RECORD_VERSION
 
 
 def collect(cfg: StudyConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -831,6 +880,9 @@ def write_report(cfg: StudyConfig, *, timings: dict[str, float] | None = None,
     if len(base_runs) > 1:
         lines += ["### Per base model (mean ± std over each base's finetune seeds)", "",
                   per_base_table(cfg, base_runs, runs)]
+    lines += [f"### Where the false alarms are ({SCORE_TITLES[ALARM_SCORE].lower()} at its 95 % TPR threshold)", "",
+              "FPR within the inlier pixels predicted as each class, and that class's share of all false alarms, "
+              "in % (mean ± std over the runs).", "", false_alarm_table(cfg, base_runs, runs)]
     spent = [r["seconds"] for r in runs if "seconds" in r]
     if spent:
         ft, ev = sum(s["finetune"] for s in spent), sum(s["evaluate"] for s in spent)

@@ -201,3 +201,28 @@ def test_learned_generator_joins_the_alignment_group(tiny, tmp_path):
     assert [r["seed"] for r in doc["runs"] if r["key"] == "learned_k5_classifier"] == [0]
     cells = _cells((Path(t.out) / "study.md").read_text(), "### Style alignment")
     assert list(cells)[1:] == ["none", "learned"] and cells["learned"][1] == "1"
+
+
+def test_false_alarm_table_and_old_records_run_again(tiny):
+    cfg, out = tiny["cfg"], Path(tiny["cfg"].out)
+    doc = study.run(cfg, report_only=True)
+    runs = doc["runs"]
+    fa = runs[0]["false_alarms"]["energy"]
+    assert len(fa) == 19
+    total = sum(c["inlier_share"] or 0 for c in fa)
+    assert total == pytest.approx(100.0)
+    fpr = sum((c["fpr"] or 0) * (c["inlier_share"] or 0) / 100 for c in fa)
+    assert fpr == pytest.approx(runs[0]["metrics"]["energy"]["fpr95"])  # exact: every inlier pixel counted
+    cells = _cells((out / "study.md").read_text(), "### Where the false alarms are")
+    mine = [r for r in runs if r["key"] == "none_k5_classifier"]
+    road = np.array([r["false_alarms"]["energy"][0]["fpr"] for r in mine], dtype=float)
+    assert cells["none"][1] == "2" and cells["none"][2] == f"{road.mean():.2f} ± {road.std(ddof=1):.2f}"
+    # a record of an older version is run again (same numbers: the training is deterministic)
+    rec = out / "runs" / next(p.name for p in (out / "runs").glob("none_k5_classifier_base*_seed0.json"))
+    old = json.loads(rec.read_text())
+    stale = {k: v for k, v in old.items() if k not in ("record_version", "false_alarms")}
+    rec.write_text(json.dumps(stale))
+    study.run(cfg)
+    new = json.loads(rec.read_text())
+    assert new["record_version"] == study.RECORD_VERSION and "false_alarms" in new
+    assert new["metrics"] == old["metrics"] and new["head_sha256"] == old["head_sha256"]
