@@ -223,8 +223,8 @@ def _write_report(rdir: Path, cfg: DemoConfig, table: str, times: dict[str, floa
     if alarms:
         lines += ["", "## Where the false alarms are", "", alarms]
     lines += ["", "## Hardest frames", "",
-              "Frame | ground truth (anomaly red, void dark) | energy of the finetuned model | energy of the base model; "
-              "each heat map is scaled between its own 1st and 99.9th percentile.", ""]
+              "Frame | ground truth (anomaly red, void dark) | energy of the finetuned model | energy of the base "
+              "model; each heat map is scaled between its own 1st and 99.9th percentile.", ""]
     lines += [f"![{o}]({o})" for o in overlays]
     (rdir / "README.md").write_text("\n".join(lines) + "\n")
 

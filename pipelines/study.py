@@ -33,6 +33,7 @@ deviation over the (base, seed) runs; the base models' own numbers first).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -526,14 +527,24 @@ def fmt(ms: Sequence[float] | None, n: int) -> str:
     return f"{ms[0]:.2f}" if n < 2 else f"{ms[0]:.2f} ± {ms[1]:.2f}"
 
 
+def _table_head(head: Sequence[str]) -> list[str]:
+    """Header and alignment row of a markdown table whose first column is text and the others numbers."""
+    return ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+
+
+def _setting_label(cfg: StudyConfig, st: Setting) -> str:
+    """Row name of a setting in the tables that list every setting once (the label of its first group)."""
+    group = next(g for g, rows in cfg.groups().items() if st in rows)
+    return st.label(group, cfg.num_classes)
+
+
 def markdown_tables(summary: dict[str, Any], cfg: StudyConfig) -> str:
     """The report tables (one per group; base models first)."""
     head = ["Setting", "n"] + [f"{SCORE_TITLES[s]} {METRIC_TITLES[m]}" for s in SCORES for m in METRICS] + ["ΔmIoU"]
     lines: list[str] = []
     base = summary["base"]
     for group, settings in cfg.groups().items():
-        lines += [f"### {GROUP_TITLES[group].format(align=cfg.default_alignment)}", "",
-                  "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        lines += [f"### {GROUP_TITLES[group].format(align=cfg.default_alignment)}", "", *_table_head(head)]
         row = [f"base models (no finetuning; mIoU {fmt(base['miou'], base['n'])})", str(base["n"])]
         row += [fmt(base["metrics"].get(s, {}).get(m), base["n"]) for s in SCORES for m in METRICS] + ["0"]
         lines.append("| " + " | ".join(row) + " |")
@@ -565,14 +576,13 @@ def per_base_table(cfg: StudyConfig, base_runs: Sequence[dict[str, Any]], runs: 
     bases = sorted(base_runs, key=lambda r: r["base"])
     head = ["Setting"] + [f"{Path(b['base']).parent.name or b['base_sha']}: {SCORE_TITLES[s]} {METRIC_TITLES[m]}"
                           for b in bases for s, m in PER_BASE_COLUMNS] + ["n per base"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines = _table_head(head)
     row = ["base model (no finetuning)"]
     for b in bases:
         row += [fmt([b["metrics"][s][m], 0.0], 1) for s, m in PER_BASE_COLUMNS]
     lines.append("| " + " | ".join(row + ["1"]) + " |")
     for st in cfg.settings():
-        group = next(g for g, rows in cfg.groups().items() if st in rows)
-        row, ns = [st.label(group, cfg.num_classes)], []
+        row, ns = [_setting_label(cfg, st)], []
         for b in bases:
             mine = [r for r in runs if r["key"] == st.key and r["base_sha"] == b["base_sha"]]
             ns.append(str(len(mine)))
@@ -589,7 +599,7 @@ def false_alarm_table(cfg: StudyConfig, base_runs: Sequence[dict[str, Any]], run
     (mean ± std over the runs that recorded it)."""
     head = (["Setting", "n"] + [f"{TRAIN_CLASSES[k]} FPR↓" for k in ALARM_CLASSES]
             + [f"{TRAIN_CLASSES[ALARM_CLASSES[0]]} share of alarms"])
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines = _table_head(head)
 
     def row(label: str, recs: Sequence[dict[str, Any]]) -> str:
         recs = [r for r in recs if ALARM_SCORE in r.get("false_alarms", {})]
@@ -603,8 +613,7 @@ def false_alarm_table(cfg: StudyConfig, base_runs: Sequence[dict[str, Any]], run
 
     lines.append(row("base models (no finetuning)", base_runs))
     for st in cfg.settings():
-        group = next(g for g, rows in cfg.groups().items() if st in rows)
-        lines.append(row(st.label(group, cfg.num_classes), [r for r in runs if r["key"] == st.key]))
+        lines.append(row(_setting_label(cfg, st), [r for r in runs if r["key"] == st.key]))
     return "\n".join(lines) + "\n"
 
 
@@ -612,6 +621,13 @@ def false_alarm_table(cfg: StudyConfig, base_runs: Sequence[dict[str, Any]], run
 
 
 def _sha(path: str) -> str:
+    """First 12 hex digits of the checkpoint's SHA-256, hashed once per (path, size, mtime)."""
+    st = Path(path).stat()
+    return _sha_of(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha_of(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -808,7 +824,8 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
         timings["evaluate"] += t_ev
         head_hash = hashlib.sha256(b"".join(
             v.numpy().tobytes() for _, v in sorted(head_state_dict(model, st.head).items()))).hexdigest()[:16]
-        rec = {"kind": "finetune", "record_version": RECORD_VERSION, "setting": asdict(st), "key": st.key, "base": b, "base_sha": bases.tag[b],
+        rec = {"kind": "finetune", "record_version": RECORD_VERSION, "setting": asdict(st), "key": st.key,
+               "base": b, "base_sha": bases.tag[b],
                "seed": seed, **res, "miou_change": res["miou"] - base_miou[b],
                "final_loss": log[-1], "mean_loss_last10": float(np.mean([r["loss"] for r in log[-10:]])),
                "head_sha256": head_hash, "seconds": {"finetune": t_ft, "evaluate": t_ev},
@@ -932,7 +949,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=d.out, help="output folder")
     p.add_argument("--arch", default=d.arch, help="architecture of the base models")
     p.add_argument("--alignments", type=_names, default=d.alignments,
-                   help=f"alignment settings, comma-separated, from {', '.join(ALIGNMENTS)}")
+                   help=f"alignment settings, comma-separated, from {', '.join(ALIGNMENTS)} (and {LEARNED}, "
+                        "with --learned-params)")
     p.add_argument("--learned-params", default="",
                    help='parameters of a trained style generator as JSON, e.g. \'{"path": "gen.ts", "kind": '
                         '"torchscript"}\' (see style_transfer.learned); adds the alignment "learned"')

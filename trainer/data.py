@@ -35,6 +35,7 @@ and world size; a mismatch is a ``ValueError`` naming both values.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from collections import deque
@@ -121,8 +122,6 @@ def parse_pair(kind: type, text: str, name: str) -> tuple:
     Raises:
         argparse.ArgumentTypeError: If ``text`` is not two values of ``kind``.
     """
-    import argparse
-
     parts = text.replace("x", ",").split(",")
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"{name} must be two values like 512,1024, got {text!r}")

@@ -275,8 +275,10 @@ def evaluate(cfg: EvaluateConfig) -> EvaluationResult:
                 result.miou.setdefault(spec.label, {})[name] = 100.0 * float(seg.compute()["miou"])
                 continue
             metrics = {s: AnomalyMetrics(fpr_mode=cfg.fpr_mode) for s in spec.scores}
-            alarms = (FalseAlarmsByClass(num_classes=getattr(model, "num_classes", NUM_CLASSES), stride=cfg.false_alarm_stride)
-                      if cfg.false_alarm_stride > 0 and overlay_score in spec.scores else None)
+            alarms = None
+            if cfg.false_alarm_stride > 0 and overlay_score in spec.scores:
+                alarms = FalseAlarmsByClass(num_classes=getattr(model, "num_classes", NUM_CLASSES),
+                                            stride=cfg.false_alarm_stride)
             for idx, sample in enumerate(it):
                 logits = predict(model, sample.image, device)
                 for s in spec.scores:
