@@ -1,33 +1,35 @@
 """``stylepaste study``: the poster's ablations on the embedded benchmark (the synthetic city).
 
-Three groups of settings, each finetuned from every base model with every finetune seed and evaluated on the
+Four groups of settings, each finetuned from every base model with every finetune seed and evaluated on the
 synthetic anomaly set (pooled pixels, exact AUROC / AP / FPR95 with :class:`trainer.metrics.AnomalyMetrics`, scores
-max logit, energy and max-min logit) and on the synthetic val split (mIoU change from the base model):
+max logit, energy and max-min logit; the road FPR at the energy's 95 % TPR threshold) and on the synthetic val split
+(mIoU change from the base model):
 
+* **inlier term** of the loss (:data:`trainer.losses.INLIER_KINDS`: ``distill`` = our default, ``ce`` = the loss
+  as the poster writes it, ``true_bce``, ``ovr_bce``), default alignment, top-5, head only;
 * **alignment** of the pasted objects (``none``, ``sensor``, ``reinhard``, ``reinhard+sensor`` = our default,
   ``reinhard_object`` = Reinhard statistics of the object itself, ``histogram``, ``fda``), top-5, head only;
 * **top-k** of the one-vs-rest loss, k in {1, 3, 5, 7, C} (``k = C`` is plain one-vs-rest), default alignment;
 * **trained part**: the 1x1 classifier (``--head classifier``) against the whole final block (``--head final``),
   default alignment, k = 5.
 
-One augmented corpus per alignment (``stylepaste augment`` with a fixed seed, Beam in memory), shared by every
-base model and finetune seed.
+Beside them, the **head-only ceiling** of each base model (:func:`head_only_ceiling`): a linear probe on the frozen
+classifier-input features, trained on the pastes and cross-validated on the test anomalies.
 
-**Cached body features.** Finetuning trains only the head; the body is frozen in ``eval()`` and deterministic, so
-with whole frames and no geometric augmentation its output ``model.forward_features(x, head)`` is a fixed function
-of the frame. The study computes it once per (base model, corpus) (and once per base model for the test and val
-frames), stores it on disk (``cache/``, float32 by default, float16 with ``--cache-dtype float16``; the head always
-computes in float32) and trains the head on it with the very step of ``stylepaste finetune``: the same
-:class:`trainer.finetune.FinetuneConfig`, the same data order (the batches :class:`trainer.data.StreamLoader` would
-yield for those settings, reproduced from the stream's plan), ``model.classify(feats, size, head)``,
-:func:`trainer.losses.total_loss` and the same optimizer. The only difference from the demo's finetune settings is
-``flip=False`` (a flipped frame's features are not the flipped features; flips would double the cache); the test
-``tests/pipelines/test_study.py`` checks that the cached path gives the head ``trainer.finetune.run`` gives.
+One augmented corpus per alignment (``stylepaste augment`` with a fixed seed, Beam in memory), shared by every
+base model and finetune seed. Point ``--world`` at a world drawn with another seed (``stylepaste world --seed 1``)
+to make choices on its anomaly and val sets; the base models and the train corpora stay the same.
+
+**Cached body features** (:mod:`trainer.cached`). The body is frozen, so the study computes its output once per
+(base model, corpus) (and once per base model for the test and val frames), stores it in ``cache/`` (float32 by
+default, float16 with ``--cache-dtype float16``) and trains the head on it with the very step of ``stylepaste
+finetune``. The only difference from the demo's finetune settings is ``flip=False`` (a flipped frame's features
+are not the flipped features; flips would double the cache).
 
 Outputs in ``--out``: ``corpora/<alignment>/`` (augmented shards), ``cache/``, ``runs/<run>.json`` (one file per
-finetune run, so an interrupted study continues where it stopped), ``study.json`` (every run and the aggregates)
-and ``study.md`` (tables in the poster's format: rows = setting, columns = score metrics, mean ± sample standard
-deviation over the (base, seed) runs; the base models' own numbers first).
+finetune run or probe, so an interrupted study continues where it stopped), ``study.json`` (every run and the
+aggregates) and ``study.md`` (tables in the poster's format: rows = setting, columns = score metrics, mean ± sample
+standard deviation over the (base, seed) runs; the base models' own numbers first).
 """
 
 from __future__ import annotations
@@ -39,24 +41,24 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from schemas.arrow import FRAME
 from schemas.labels import NUM_CLASSES, TRAIN_CLASSES
-from schemas.manifest import open_shard
 from trainer.checkpoint import load_checkpoint
-from trainer.data import Augment, ShardStream
-from trainer.finetune import FinetuneConfig, _make_optimizer
-from trainer.heads import freeze_all_but_head, head_state_dict, load_head_state_dict
-from trainer.losses import LossConfig, total_loss
+from trainer.cached import FeatureCache, compute_features, dataset_frames, finetune_cached, load_cache, save_cache, \
+    shard_frames
+from trainer.finetune import FinetuneConfig
+from trainer.heads import head_state_dict
+from trainer.losses import INLIER_KINDS, LossConfig
 from trainer.metrics import AnomalyMetrics, FalseAlarmsByClass, SegmentationMetrics
-from trainer.models import build_model, normalize
+from trainer.models import build_model, resize
 from trainer.scores import anomaly_score
 
 #: Alignment settings of the ablation: name -> (aligner, aligner parameters as ``stylepaste augment`` takes them).
@@ -76,17 +78,26 @@ SCORES: tuple[str, ...] = ("max_logit", "energy", "max_min")
 SCORE_TITLES: dict[str, str] = {"max_logit": "Max logit", "energy": "Energy", "max_min": "Max-min"}
 METRICS: tuple[str, ...] = ("auroc", "ap", "fpr95")
 METRIC_TITLES: dict[str, str] = {"auroc": "AUROC↑", "ap": "AP↑", "fpr95": "FPR95↓"}
-GROUPS: tuple[str, ...] = ("alignment", "topk", "head")
-RECORD_VERSION = 2
-"""Version of the per-run records; older records are run again (2: false alarms by predicted class)."""
+GROUPS: tuple[str, ...] = ("inlier", "alignment", "topk", "head")
+RECORD_VERSION = 3
+"""Version of the per-run records; older records are run again (2: false alarms by predicted class; 3: the inlier
+term is part of the setting, default ``distill``)."""
+DEFAULT_INLIER = LossConfig.inlier
+INLIER_TITLES: dict[str, str] = {
+    "distill": "CE + logit distillation to the base",
+    "ce": "CE only (the loss as the poster writes it)",
+    "true_bce": "CE + true-class BCE",
+    "ovr_bce": "CE + one-vs-rest BCE on all classes",
+}
 ALARM_SCORE = "energy"
 """Score of the false-alarm table (the poster's score)."""
 ALARM_CLASSES: tuple[int, ...] = (0, 1, 2, 8, 13, 10)
 """trainIds shown in the false-alarm table: road, sidewalk, building, vegetation, car, sky."""
 GROUP_TITLES: dict[str, str] = {
-    "alignment": "Style alignment (top-5 one-vs-rest, head only)",
-    "topk": "Top-k of the one-vs-rest loss ({align}, head only; k = C is plain one-vs-rest)",
-    "head": "Trained part ({align}, top-5): 1x1 classifier vs whole final block",
+    "inlier": "Inlier term ({align}, top-5 one-vs-rest, head only)",
+    "alignment": "Style alignment (top-5 one-vs-rest, {inlier}, head only)",
+    "topk": "Top-k of the one-vs-rest loss ({align}, {inlier}, head only; k = C is plain one-vs-rest)",
+    "head": "Trained part ({align}, top-5, {inlier}): 1x1 classifier vs whole final block",
 }
 
 
@@ -98,19 +109,23 @@ class Setting:
         alignment: Key of :data:`ALIGNMENTS`.
         k: Top-k (``num_classes`` means plain one-vs-rest).
         head: ``classifier`` or ``final``.
+        inlier: Inlier term of the loss (:data:`trainer.losses.INLIER_KINDS`).
     """
 
     alignment: str
     k: int
     head: str
+    inlier: str = DEFAULT_INLIER
 
     @property
     def key(self) -> str:
         """File-name-safe identifier."""
-        return f"{self.alignment.replace('+', '-')}_k{self.k}_{self.head}"
+        return f"{self.alignment.replace('+', '-')}_k{self.k}_{self.head}_{self.inlier}"
 
     def label(self, group: str, num_classes: int) -> str:
         """Row name in the group's table."""
+        if group == "inlier":
+            return INLIER_TITLES[self.inlier] + (" (default)" if self.inlier == DEFAULT_INLIER else "")
         if group == "alignment":
             return self.alignment + (" (default)" if self.alignment == DEFAULT_ALIGNMENT else "")
         if group == "topk":
@@ -133,7 +148,11 @@ class StudyConfig:
         alignments: Alignment settings of the alignment group (keys of :data:`ALIGNMENTS`, or ``learned``).
         learned_params: JSON parameters of the ``learned`` aligner (the trained style generator, e.g.
             ``{"path": "gen.ts", "kind": "torchscript"}``); when set, ``learned`` joins the alignment group.
-        default_alignment: Alignment of the top-k and head groups.
+        default_alignment: Alignment of the inlier, top-k and head groups.
+        inliers: Inlier terms of the inlier group (``ce`` is the loss as the poster writes it).
+        inlier: Inlier term of the alignment, top-k and head groups.
+        inlier_weight: Weight β of the inlier anchor.
+        probe_steps: Steps of the linear probes of the head-only ceiling (0: no probes).
         ks: k values of the top-k group.
         heads: Heads of the head group.
         seeds: Finetune seeds.
@@ -162,6 +181,10 @@ class StudyConfig:
     alignments: tuple[str, ...] = tuple(ALIGNMENTS)
     learned_params: str = ""
     default_alignment: str = DEFAULT_ALIGNMENT
+    inliers: tuple[str, ...] = INLIER_KINDS
+    inlier: str = DEFAULT_INLIER
+    inlier_weight: float = 1.0
+    probe_steps: int = 300
     ks: tuple[int, ...] = (1, 3, 5, 7, NUM_CLASSES)
     heads: tuple[str, ...] = ("classifier", "final")
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -197,6 +220,11 @@ class StudyConfig:
                 raise ValueError("alignment 'learned' needs the generator: --learned-params '{\"path\": ...}'")
             if a not in ALIGNMENTS and a != LEARNED:
                 raise ValueError(f"unknown alignment {a!r}; allowed: {', '.join(ALIGNMENTS)}, {LEARNED}")
+        for i in (*self.inliers, self.inlier):
+            if i not in INLIER_KINDS:
+                raise ValueError(f"unknown inlier term {i!r}; allowed: {', '.join(INLIER_KINDS)}")
+        if self.probe_steps < 0:
+            raise ValueError(f"probe_steps must be >= 0, got {self.probe_steps}")
         for k in self.ks:
             if not 1 <= int(k) <= self.num_classes:
                 raise ValueError(f"k must be in 1..{self.num_classes}, got {k}")
@@ -219,11 +247,12 @@ class StudyConfig:
 
     def groups(self) -> dict[str, list[Setting]]:
         """The settings of each group, in table order."""
-        d = self.default_alignment
+        d, i = self.default_alignment, self.inlier
         return {
-            "alignment": [Setting(a, 5, "classifier") for a in self.alignments],
-            "topk": [Setting(d, int(k), "classifier") for k in self.ks],
-            "head": [Setting(d, 5, h) for h in self.heads],
+            "inlier": [Setting(d, 5, "classifier", x) for x in self.inliers],
+            "alignment": [Setting(a, 5, "classifier", i) for a in self.alignments],
+            "topk": [Setting(d, int(k), "classifier", i) for k in self.ks],
+            "head": [Setting(d, 5, h, i) for h in self.heads],
         }
 
     def settings(self) -> list[Setting]:
@@ -233,218 +262,6 @@ class StudyConfig:
             for s in rows:
                 seen.setdefault(s, None)
         return list(seen)
-
-
-# ------------------------------------------------------------------------------------------- data order
-
-
-def batch_order(stream: ShardStream, batch_size: int, num_workers: int, steps: int) -> list[list[tuple[int, int]]]:
-    """The (shard index, row in shard) of every frame of the first ``steps`` batches a
-    :class:`trainer.data.StreamLoader` over ``stream`` yields (``epochs=None``, a fresh start).
-
-    Worker ``w`` of ``W`` streams its plan epoch after epoch; the ``j``-th batch comes from worker ``j mod W``.
-
-    Args:
-        stream: The stream (its seed, shuffle buffer and rank layout define the order).
-        batch_size: Frames per batch.
-        num_workers: ``DataLoader`` workers (0: in-process).
-        steps: Number of batches.
-
-    Returns:
-        ``steps`` lists of ``batch_size`` (shard, row) pairs.
-    """
-    w_count = max(int(num_workers), 1)
-
-    def rows(worker: int) -> Iterator[tuple[int, int]]:
-        epoch = stream.epoch
-        while True:
-            units, order = stream.worker_plan(epoch, worker, num_workers)
-            for upos, row in order:
-                u = units[int(upos)]
-                yield u.shard, u.first_row + int(row)
-            epoch += 1
-
-    gens = [rows(w) for w in range(w_count)]
-    return [[next(gens[j % w_count]) for _ in range(batch_size)] for j in range(steps)]
-
-
-def shard_frame_ids(stream: ShardStream) -> list[list[str]]:
-    """The ``frame_id`` column of every shard of ``stream`` (row order)."""
-    return [open_shard(url, FRAME).read(columns=["frame_id"]).column("frame_id").to_pylist() for url in stream.urls]
-
-
-# ------------------------------------------------------------------------------------------- feature caches
-
-
-@dataclass
-class FeatureCache:
-    """Body features of a set of frames, with their labels.
-
-    Attributes:
-        feats: ``[N, C, h, w]`` (float32 or float16) features ``model.forward_features(x, head)``.
-        labels: ``[N, H, W]`` uint8 labels.
-        ids: Frame ids, in the order of ``feats``.
-        size: Frame (H, W).
-    """
-
-    feats: torch.Tensor
-    labels: torch.Tensor
-    ids: list[str]
-    size: tuple[int, int]
-
-    def index(self) -> dict[str, int]:
-        """frame id -> position.
-
-        Raises:
-            ValueError: If a frame id repeats.
-        """
-        out = {fid: i for i, fid in enumerate(self.ids)}
-        if len(out) != len(self.ids):
-            raise ValueError("frame ids repeat in the cache; the study needs one row per frame")
-        return out
-
-
-@torch.no_grad()
-def compute_features(model: torch.nn.Module, frames: Iterator[tuple[str, np.ndarray, np.ndarray]], head: str,
-                     dtype: torch.dtype, batch: int = 1) -> FeatureCache:
-    """Run the frozen body over frames.
-
-    Args:
-        model: Model in ``eval()``.
-        frames: ``(frame id, uint8 image (H, W, 3), uint8 label (H, W))``.
-        head: The head whose input is computed.
-        dtype: Storage dtype.
-        batch: Frames per forward.
-
-    Returns:
-        The cache.
-    """
-    feats: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
-    ids: list[str] = []
-    pending: list[np.ndarray] = []
-
-    def flush() -> None:
-        if pending:
-            x = torch.from_numpy(np.stack(pending)).permute(0, 3, 1, 2)
-            feats.append(model.forward_features(normalize(x), head).to(dtype))
-            pending.clear()
-
-    size: tuple[int, int] | None = None
-    for fid, image, label in frames:
-        if size is None:
-            size = tuple(image.shape[:2])
-        elif tuple(image.shape[:2]) != size:
-            raise ValueError(f"frame {fid}: size {image.shape[:2]} differs from {size}; the cache needs one size")
-        pending.append(np.ascontiguousarray(image))
-        labels.append(torch.from_numpy(np.ascontiguousarray(label)))
-        ids.append(fid)
-        if len(pending) >= batch:
-            flush()
-    flush()
-    if not ids:
-        raise ValueError("no frames to cache")
-    return FeatureCache(torch.cat(feats), torch.stack(labels), ids, size)
-
-
-def shard_frames(urls: Sequence[str]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Every frame of augmented-frame shards, in shard order, decoded."""
-    stream = ShardStream(list(urls), shuffle=False, rank=0, world_size=1, uneven="none", epochs=1)
-    for item in stream:
-        yield item["frame_id"], item["image"].permute(1, 2, 0).numpy(), item["label"].numpy()
-
-
-def dataset_frames(name: str, root: str, limit: int | None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Frames of an evaluation dataset (:func:`trainer.datasets.open_dataset`)."""
-    from trainer.datasets import open_dataset
-
-    ds = open_dataset(name, root)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    for i in range(n):
-        s = ds[i]
-        yield s.sample_id, s.image, s.label
-
-
-def save_cache(cache: FeatureCache, path: Path) -> None:
-    """Write a cache (tensors with ``torch.save``, ids as JSON inside; read back with ``weights_only=True``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"feats": cache.feats, "labels": cache.labels, "ids": json.dumps(cache.ids),
-                "size": list(cache.size)}, tmp)
-    tmp.replace(path)
-
-
-def load_cache(path: Path) -> FeatureCache:
-    """Read :func:`save_cache` output."""
-    d = torch.load(path, weights_only=True, mmap=True)
-    return FeatureCache(d["feats"], d["labels"], json.loads(d["ids"]), tuple(d["size"]))
-
-
-# ------------------------------------------------------------------------------------------- cached finetune
-
-
-def check_cacheable(cfg: FinetuneConfig) -> None:
-    """Refuse finetune settings the cached path cannot reproduce.
-
-    Raises:
-        ValueError: For geometric augmentation, validation shards or autocast.
-    """
-    if Augment(cfg.scale, cfg.crop, cfg.flip) != Augment():
-        raise ValueError(f"cached features need whole frames without augmentation; got scale={cfg.scale}, "
-                         f"crop={cfg.crop}, flip={cfg.flip}")
-    if cfg.val_shards:
-        raise ValueError("the cached path does not validate on held-out shards (val_shards must be empty)")
-    if cfg.amp not in ("off", "auto"):
-        raise ValueError(f"the cached path runs in float32 on the CPU; amp={cfg.amp!r}")
-
-
-def finetune_cached(cfg: FinetuneConfig, cache: FeatureCache, *, model: torch.nn.Module | None = None,
-                    on_step: Any = None) -> tuple[torch.nn.Module, list[dict[str, float]]]:
-    """Train the head of ``cfg`` on cached body features: the steps ``trainer.finetune.run(cfg)`` takes.
-
-    The batches are the ones :class:`trainer.data.StreamLoader` yields for ``cfg`` (shards, seed, shuffle buffer,
-    batch size, workers; one rank); each step is ``model.classify(feats, size, head)`` ->
-    :func:`trainer.losses.total_loss` -> backward -> optimizer step.
-
-    Args:
-        cfg: Finetune settings (no augmentation, no validation).
-        cache: Features of every frame of ``cfg.shards`` (any order; matched by frame id).
-        model: The base model with its checkpoint loaded (default: built and loaded from ``cfg.checkpoint``).
-        on_step: Called with (step, {"loss", "ce", "ood"}) after each step.
-
-    Returns:
-        ``(model, log)``: the model with the trained head (head in ``train()`` mode) and the per-step losses.
-    """
-    check_cacheable(cfg)
-    if model is None:
-        model = build_model(cfg.arch, cfg.num_classes)
-        load_checkpoint(model, cfg.checkpoint)
-    params = freeze_all_but_head(model, cfg.head)
-    optimizer = _make_optimizer(cfg, params)
-    stream = ShardStream(list(cfg.shards), seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, rank=0, world_size=1,
-                         uneven="pad", epochs=None)
-    ids = shard_frame_ids(stream)
-    where = cache.index()
-    try:
-        order = [[where[ids[s][r]] for s, r in b] for b in batch_order(stream, cfg.batch_size, cfg.workers, cfg.steps)]
-    except KeyError as err:
-        raise ValueError(f"frame {err} of {list(cfg.shards)} is not in the feature cache") from None
-    log: list[dict[str, float]] = []
-    model.train()
-    for step, idx in enumerate(order, start=1):
-        ix = torch.tensor(idx)
-        feats = cache.feats[ix].float()
-        y = cache.labels[ix].long()
-        logits = model.classify(feats, cache.size, cfg.head)
-        loss, parts = total_loss(logits.float(), y, cfg.loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        rec = {k: float(v) for k, v in parts.items()}
-        log.append(rec)
-        if on_step is not None:
-            on_step(step, rec)
-    return model, log
 
 
 @torch.no_grad()
@@ -493,6 +310,119 @@ def evaluate_cached(model: torch.nn.Module, head: str, test: FeatureCache, val: 
     return out
 
 
+# ------------------------------------------------------------------------------------------- head-only ceiling
+
+
+def _probe_targets(labels: torch.Tensor, positive: int, num_classes: int) -> torch.Tensor:
+    """1 where ``labels == positive``, 0 on the negatives, -1 elsewhere.
+
+    Negatives are the class-labelled pixels of augmented frames (``positive`` = 254) or the in-distribution
+    pixels (0) of an anomaly set (``positive`` = 1).
+    """
+    labels = labels.long()
+    t = torch.full_like(labels, -1)
+    t[labels < num_classes if positive == 254 else labels == 0] = 0
+    t[labels == positive] = 1
+    return t
+
+
+def train_probe(cache: FeatureCache, frames: Sequence[int], positive: int, num_classes: int, *, steps: int,
+                seed: int = 0, batch: int = 8, lr: float = 0.05) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A linear probe on frozen features: one 1x1 conv to an anomaly logit, upsampled as the head's logits are.
+
+    Trained with class-balanced BCE (positives weighted by negatives / positives) and Adam on standardised
+    features, on random batches of ``frames``. It is the best a linear readout of these features does on this
+    target, which is what a head-only finetune of the 1x1 classifier can at most use.
+
+    Args:
+        cache: Features ``[N, C, h, w]`` and labels ``[N, H, W]``.
+        frames: Positions in the cache to train on.
+        positive: Label value of the positives (254 in augmented frames, 1 in anomaly sets).
+        num_classes: Classes C (see :func:`_probe_targets`).
+        steps: Optimizer steps.
+        seed: Seed of the batch order and the init.
+        batch: Frames per step.
+        lr: Adam learning rate.
+
+    Returns:
+        ``probe(feats [B, C, h, w]) -> logits [B, H, W]`` (no gradient).
+
+    Raises:
+        ValueError: If the frames hold no positive or no negative pixel.
+    """
+    idx = torch.as_tensor(list(frames))
+    targets = _probe_targets(cache.labels[idx], positive, num_classes)
+    n_pos, n_neg = int((targets == 1).sum()), int((targets == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"probe frames hold {n_pos} positive and {n_neg} negative pixels; need both")
+    sample = cache.feats[idx[:: max(1, len(idx) // 32)]].float()
+    mean = sample.mean(dim=(0, 2, 3))[:, None, None]
+    std = sample.std(dim=(0, 2, 3)).clamp_min(1e-6)[:, None, None]
+    g = torch.Generator().manual_seed(seed)
+    conv = torch.nn.Conv2d(cache.feats.shape[1], 1, 1)
+    with torch.no_grad():
+        conv.weight.normal_(0.0, 0.01, generator=g)
+        conv.bias.zero_()
+
+    def probe(feats: torch.Tensor) -> torch.Tensor:
+        return resize(conv((feats.float() - mean) / std), cache.size)[:, 0]
+
+    opt = torch.optim.Adam(conv.parameters(), lr=lr)
+    pos_weight = torch.tensor(n_neg / n_pos)
+    for _ in range(steps):
+        pick = idx[torch.randint(len(idx), (min(batch, len(idx)),), generator=g)]
+        t = _probe_targets(cache.labels[pick], positive, num_classes)
+        valid = t >= 0
+        if not bool(valid.any()):
+            continue
+        loss = F.binary_cross_entropy_with_logits(probe(cache.feats[pick])[valid], t[valid].float(),
+                                                  pos_weight=pos_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return torch.no_grad()(probe)
+
+
+@torch.no_grad()
+def probe_metrics(probes: Sequence[tuple[Callable[[torch.Tensor], torch.Tensor], Sequence[int]]],
+                  test: FeatureCache, chunk: int = 4) -> dict[str, float]:
+    """AUROC / AP / FPR95 (in %) of probe logits on an anomaly set, pooled over every frame.
+
+    Args:
+        probes: ``(probe, frames)`` pairs with disjoint frames: each frame is scored by its pair's probe.
+        test: Anomaly-set features (labels 0 in, 1 anomaly, 255 void).
+        chunk: Frames per forward.
+    """
+    metric = AnomalyMetrics()
+    for probe, frames in probes:
+        frames = list(frames)
+        for i in range(0, len(frames), chunk):
+            ix = torch.as_tensor(frames[i:i + chunk])
+            metric.update(probe(test.feats[ix]).numpy(), test.labels[ix].numpy())
+    v = metric.compute()
+    return {"auroc": 100.0 * v["auroc"], "ap": 100.0 * v["ap"], "fpr95": 100.0 * v["fpr95"]}
+
+
+def head_only_ceiling(train: FeatureCache, test: FeatureCache, num_classes: int, steps: int,
+                      seed: int = 0) -> dict[str, dict[str, float]]:
+    """The linear probe on frozen classifier-input features, two ways.
+
+    * ``pastes``: trained on the pasted objects (254 against class-labelled pixels) of the train corpus and
+      evaluated on the anomaly set: the most a linear readout learned from these pastes can show.
+    * ``test_cv``: trained on the anomaly set's own labels, 2-fold over frames (even / odd positions), each frame
+      scored by the probe that did not see it: how separable the test anomalies are in these features at all.
+
+    Returns:
+        ``{"pastes": metrics, "test_cv": metrics}`` (:func:`probe_metrics`).
+    """
+    everything = list(range(len(test.ids)))
+    pastes = train_probe(train, range(len(train.ids)), 254, num_classes, steps=steps, seed=seed)
+    folds = [everything[0::2], everything[1::2]]
+    cv = [(train_probe(test, folds[1 - f], 1, num_classes, steps=steps, seed=seed + 1 + f), folds[f])
+          for f in (0, 1)]
+    return {"pastes": probe_metrics([(pastes, everything)], test), "test_cv": probe_metrics(cv, test)}
+
+
 # ------------------------------------------------------------------------------------------- aggregation
 
 
@@ -517,7 +447,17 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for key in ("miou", "miou_change"):
         vals = [r[key] for r in runs if r.get(key) is not None]
         out[key] = list(mean_std(vals)) if len(vals) == len(runs) else None
+    road = [road_fpr(r) for r in runs]
+    out["road_fpr"] = list(mean_std(road)) if road and all(v is not None for v in road) else None
     return out
+
+
+def road_fpr(record: dict[str, Any]) -> float | None:
+    """FPR (in %) within the pixels predicted as road at the :data:`ALARM_SCORE`'s 95 % TPR threshold."""
+    try:
+        return record["false_alarms"][ALARM_SCORE][ALARM_CLASSES[0]]["fpr"]
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 def fmt(ms: Sequence[float] | None, n: int) -> str:
@@ -540,13 +480,16 @@ def _setting_label(cfg: StudyConfig, st: Setting) -> str:
 
 def markdown_tables(summary: dict[str, Any], cfg: StudyConfig) -> str:
     """The report tables (one per group; base models first)."""
-    head = ["Setting", "n"] + [f"{SCORE_TITLES[s]} {METRIC_TITLES[m]}" for s in SCORES for m in METRICS] + ["ΔmIoU"]
+    head = (["Setting", "n"] + [f"{SCORE_TITLES[s]} {METRIC_TITLES[m]}" for s in SCORES for m in METRICS]
+            + [f"road FPR↓ ({SCORE_TITLES[ALARM_SCORE].lower()})", "ΔmIoU"])
     lines: list[str] = []
     base = summary["base"]
     for group, settings in cfg.groups().items():
-        lines += [f"### {GROUP_TITLES[group].format(align=cfg.default_alignment)}", "", *_table_head(head)]
+        title = GROUP_TITLES[group].format(align=cfg.default_alignment, inlier=INLIER_TITLES[cfg.inlier])
+        lines += [f"### {title}", "", *_table_head(head)]
         row = [f"base models (no finetuning; mIoU {fmt(base['miou'], base['n'])})", str(base["n"])]
-        row += [fmt(base["metrics"].get(s, {}).get(m), base["n"]) for s in SCORES for m in METRICS] + ["0"]
+        row += [fmt(base["metrics"].get(s, {}).get(m), base["n"]) for s in SCORES for m in METRICS]
+        row += [fmt(base.get("road_fpr"), base["n"]), "0"]
         lines.append("| " + " | ".join(row) + " |")
         for st in settings:
             agg = summary["settings"].get(st.key)
@@ -554,7 +497,7 @@ def markdown_tables(summary: dict[str, Any], cfg: StudyConfig) -> str:
             row = [st.label(group, cfg.num_classes), str(n)]
             if agg:
                 row += [fmt(agg["metrics"].get(s, {}).get(m), n) for s in SCORES for m in METRICS]
-                row.append(fmt(agg["miou_change"], n))
+                row += [fmt(agg.get("road_fpr"), n), fmt(agg["miou_change"], n)]
             else:
                 row += ["not run"] * (len(head) - 2)
             lines.append("| " + " | ".join(row) + " |")
@@ -739,12 +682,13 @@ class _Bases:
 def run_order(cfg: StudyConfig) -> list[tuple[Setting, str, int]]:
     """Every (setting, base, seed) run, most informative first, so that a study stopped early is still useful.
 
-    First the key comparisons (the default setting, no alignment, plain one-vs-rest) seed by seed, then every other
+    First the key comparisons (the default setting, CE only, no alignment, plain one-vs-rest) seed by seed, then every other
     setting seed by seed, cheapest first (other k on the default corpus, then the other head, then the alignments
     that need a corpus of their own); within a seed, base by base.
     """
-    d = cfg.default_alignment
-    key = {Setting(d, 5, "classifier"), Setting("none", 5, "classifier"), Setting(d, cfg.num_classes, "classifier")}
+    d, i = cfg.default_alignment, cfg.inlier
+    key = {Setting(d, 5, "classifier", i), Setting(d, 5, "classifier", "ce"), Setting("none", 5, "classifier", i),
+           Setting(d, cfg.num_classes, "classifier", i)}
     settings = cfg.settings()
     first = [s for s in settings if s in key]
     rest = sorted((s for s in settings if s not in key), key=lambda s: (s.alignment != d, s.head != "classifier"))
@@ -754,8 +698,9 @@ def run_order(cfg: StudyConfig) -> list[tuple[Setting, str, int]]:
 def finetune_config(cfg: StudyConfig, st: Setting, base: str, seed: int, shards: str) -> FinetuneConfig:
     """The ``stylepaste finetune`` settings of one run (flip off, see the module docstring)."""
     k = None if st.k >= cfg.num_classes else st.k
+    loss = LossConfig(k=k, inlier=st.inlier, inlier_weight=cfg.inlier_weight)
     return FinetuneConfig(shards=(shards,), checkpoint=base, out="unused://", arch=cfg.arch,
-                          num_classes=cfg.num_classes, head=st.head, loss=LossConfig(k=k), steps=cfg.steps,
+                          num_classes=cfg.num_classes, head=st.head, loss=loss, steps=cfg.steps,
                           lr=cfg.lr, optimizer=cfg.optimizer, batch_size=cfg.batch_size, flip=False,
                           shuffle_buffer=cfg.shuffle_buffer, workers=cfg.order_workers, seed=seed, device="cpu",
                           amp="off", progress=False)
@@ -804,6 +749,20 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
     base_miou = {r["base"]: r["miou"] for r in base_runs}
 
     corpora: dict[str, str] = {}
+    for b in cfg.bases if cfg.probe_steps and not report_only else ():
+        f = out / "runs" / f"probe_{bases.tag[b]}.json"
+        if _current(f):
+            continue
+        d = cfg.default_alignment
+        corpora.setdefault(d, ensure_corpus(cfg, d))
+        t = time.perf_counter()
+        res = head_only_ceiling(bases.cache(b, f"train:{d}", "classifier", corpora[d]),
+                                bases.cache(b, "test", "classifier"), cfg.num_classes, cfg.probe_steps)
+        rec = {"kind": "probe", "record_version": RECORD_VERSION, "base": b, "base_sha": bases.tag[b],
+               "alignment": d, "steps": cfg.probe_steps, **res, "seconds": time.perf_counter() - t}
+        f.write_text(json.dumps(rec, indent=1))
+        _log(cfg, f"probe {Path(b).name}: on the pastes AP {res['pastes']['ap']:.2f}, cross-validated on the "
+                  f"test anomalies AP {res['test_cv']['ap']:.2f} ({rec['seconds']:.1f} s)")
     for st, b, seed in run_order(cfg):
         f = out / "runs" / f"{st.key}_base{bases.tag[b]}_seed{seed}.json"
         if _current(f) or report_only:
@@ -854,7 +813,7 @@ def collect(cfg: StudyConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     bases, runs = [], []
     for f in sorted((Path(cfg.out) / "runs").glob("*.json")):
         r = json.loads(f.read_text())
-        if r.get("base_sha") not in tags.values():
+        if r.get("base_sha") not in tags.values() or r["kind"] == "probe":
             continue
         if r["kind"] == "base":
             bases.append(r)
@@ -863,6 +822,47 @@ def collect(cfg: StudyConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     order = {tag: i for i, tag in enumerate(tags.values())}
     bases.sort(key=lambda r: order[r["base_sha"]])
     return bases, runs
+
+
+def collect_probes(cfg: StudyConfig) -> list[dict[str, Any]]:
+    """The linear-probe records (:func:`head_only_ceiling`) of ``cfg``'s base models, in ``cfg.bases`` order."""
+    out = []
+    for b in cfg.bases:
+        f = Path(cfg.out) / "runs" / f"probe_{_sha(b)}.json"
+        if f.exists():
+            r = json.loads(f.read_text())
+            if r.get("record_version", 1) >= RECORD_VERSION:
+                out.append(r)
+    return out
+
+
+def ceiling_table(cfg: StudyConfig, base_runs: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]],
+                  probes: Sequence[dict[str, Any]]) -> str:
+    """The head-only ceiling per base model beside the default setting's energy AP.
+
+    ``used`` is the share of the headroom between the base model's post-hoc energy AP and the probe trained on the
+    pastes that the default finetune takes: ``(AP_finetuned - AP_base) / (AP_probe - AP_base)``.
+    """
+    default = Setting(cfg.default_alignment, 5, "classifier", cfg.inlier).key
+    head = ["Base model", "post-hoc energy AP↑", "probe on the pastes: AUROC↑", "AP↑", "FPR95↓",
+            "probe cross-validated on the test anomalies: AUROC↑", "AP↑", "FPR95↓",
+            "default finetune: energy AP↑", "headroom used"]
+    lines = _table_head(head)
+    by_sha = {r["base_sha"]: r for r in base_runs}
+    for pr in probes:
+        b = by_sha.get(pr["base_sha"])
+        if b is None:
+            continue
+        base_ap = b["metrics"]["energy"]["ap"]
+        mine = [r["metrics"]["energy"]["ap"] for r in runs if r["key"] == default and r["base_sha"] == pr["base_sha"]]
+        ft = mean_std(mine) if mine else None
+        room = pr["pastes"]["ap"] - base_ap
+        used = f"{100 * (ft[0] - base_ap) / room:.0f} %" if ft and room > 0 else "–"
+        cells = [Path(pr["base"]).parent.name or pr["base_sha"], f"{base_ap:.2f}"]
+        cells += [f"{pr[k][m]:.2f}" for k in ("pastes", "test_cv") for m in METRICS]
+        cells += [fmt(ft, len(mine)) if ft else "not run", used]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def summarize(cfg: StudyConfig, base_runs: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -881,6 +881,7 @@ def write_report(cfg: StudyConfig, *, timings: dict[str, float] | None = None,
     base_runs, runs = collect(cfg)
     summary = summarize(cfg, base_runs, runs)
     doc = {"config": json.loads(json.dumps(asdict(cfg))), "summary": summary, "base_runs": base_runs,
+           "probes": collect_probes(cfg),
            "runs": runs, "timings": timings or {}, "seconds": seconds,
            "groups": {g: [s.key for s in v] for g, v in cfg.groups().items()}}
     (out / "study.json").write_text(json.dumps(doc, indent=1))
@@ -894,6 +895,14 @@ def write_report(cfg: StudyConfig, *, timings: dict[str, float] | None = None,
         f"(base, seed) runs (n = number of runs).", "",
         markdown_tables(summary, cfg),
     ]
+    probes = collect_probes(cfg)
+    if probes:
+        lines += ["### Head-only ceiling (a linear probe on the frozen classifier-input features)", "",
+                  f"A 1x1 linear probe to one anomaly logit ({cfg.probe_steps} steps, class-balanced BCE), trained "
+                  f"on the pasted objects of the {cfg.default_alignment} corpus, and trained on the test anomalies "
+                  "themselves (2-fold over frames, each frame scored by the probe that did not see it). The second "
+                  "says how separable the test anomalies are in these features at all; the first, what a linear "
+                  "readout of these pastes can reach.", "", ceiling_table(cfg, base_runs, runs, probes)]
     if len(base_runs) > 1:
         lines += ["### Per base model (mean ± std over each base's finetune seeds)", "",
                   per_base_table(cfg, base_runs, runs)]
@@ -938,7 +947,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = StudyConfig(world="", bank="", bases=("x",))
     p = argparse.ArgumentParser(
         prog="stylepaste study",
-        description="The poster's ablations on the synthetic city: style alignment, top-k and trained part, "
+        description="The poster's ablations on the synthetic city: inlier term, style alignment, top-k and "
+                    "trained part, with a head-only ceiling (linear probes), "
                     "finetuned from every --base with every seed on cached body features, evaluated on the "
                     "synthetic anomaly set (AUROC/AP/FPR95 for max logit, energy, max-min) and the val mIoU; "
                     "writes study.md (mean ± std tables) and study.json (every run).",
@@ -955,6 +965,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='parameters of a trained style generator as JSON, e.g. \'{"path": "gen.ts", "kind": '
                         '"torchscript"}\' (see style_transfer.learned); adds the alignment "learned"')
     p.add_argument("--default-alignment", default=d.default_alignment, help="alignment of the top-k and head rows")
+    p.add_argument("--inliers", type=_names, default=d.inliers,
+                   help=f"inlier terms of the inlier rows, comma-separated, from {', '.join(INLIER_KINDS)}")
+    p.add_argument("--inlier", default=d.inlier, choices=INLIER_KINDS,
+                   help="inlier term of the alignment, top-k and head rows")
+    p.add_argument("--inlier-weight", type=float, default=d.inlier_weight, help="weight of the inlier anchor")
+    p.add_argument("--probe-steps", type=int, default=d.probe_steps,
+                   help="steps of the head-only ceiling's linear probes (0: no probes)")
     p.add_argument("--ks", type=_ints, default=d.ks, help="k values of the top-k rows")
     p.add_argument("--heads", type=_names, default=d.heads, help="heads of the head rows")
     p.add_argument("--seeds", type=_ints, default=d.seeds, help="finetune seeds")
@@ -971,7 +988,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="storage of cached features")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--quick", action="store_true",
-                   help="a tiny study: alignments none,reinhard+sensor; k 5,19; classifier head; seed 0; 20 steps")
+                   help="a tiny study: inlier distill,ce; alignments none,reinhard+sensor; k 5,19; classifier head; "
+                        "seed 0; 20 steps; 50 probe steps")
     p.add_argument("--report-only", action="store_true", help="only aggregate the runs already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
     return p
@@ -981,14 +999,15 @@ def config_from_args(a: argparse.Namespace) -> StudyConfig:
     """Build the :class:`StudyConfig` from parsed arguments."""
     cfg = StudyConfig(
         world=a.world, bank=a.bank, bases=tuple(a.base), out=a.out, arch=a.arch, alignments=tuple(a.alignments),
-        learned_params=a.learned_params, default_alignment=a.default_alignment, ks=tuple(a.ks),
+        learned_params=a.learned_params, default_alignment=a.default_alignment, inliers=tuple(a.inliers),
+        inlier=a.inlier, inlier_weight=a.inlier_weight, probe_steps=a.probe_steps, ks=tuple(a.ks),
         heads=tuple(a.heads), seeds=tuple(a.seeds),
         steps=a.steps, batch_size=a.batch_size, lr=a.lr, order_workers=a.order_workers,
         augment_seed=a.augment_seed, max_train_frames=a.max_train_frames, max_test_frames=a.max_test_frames,
         max_val_frames=a.max_val_frames, cache_dtype=a.cache_dtype, threads=a.threads, progress=not a.no_progress)
     if a.quick:
         cfg = replace(cfg, alignments=("none", DEFAULT_ALIGNMENT), ks=(5, NUM_CLASSES), heads=("classifier",),
-                      seeds=(0,), steps=20)
+                      inliers=(DEFAULT_INLIER, "ce"), seeds=(0,), steps=20, probe_steps=50)
     return cfg
 
 

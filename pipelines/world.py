@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -53,6 +54,58 @@ PARTS: tuple[str, ...] = ("cityscapes", "coco", "fishyscapes_lostandfound")
 MIN_ANOMALY_PIXELS: int = 4
 """Fewest anomaly pixels an anomaly frame must show; otherwise the scene is drawn again with a new key."""
 MAX_ANOMALY_ATTEMPTS: int = 8
+ANOMALY_SCALE: float = 3.5
+"""Default factor on the test anomalies' physical size, calibrated so that their longest sides span as many cells
+of the default model's 1/8 features at 256x512 as the Fishyscapes Lost&Found obstacles span of WRN38's 1/8
+features at 2048x1024 (21-62 px there, 2.6-7.8 cells; measured on the real label masks by
+``benchmarks/anomaly_extents.py``). A real frame has 16 times the pixels of a default synthetic one, so the
+objects are bigger in the world's metres than real lost cargo; in feature cells, which is what a segmentation
+head sees, they match."""
+FEATURE_STRIDE: int = 8
+"""Output stride of the model whose feature cells the world's summary counts (the default ``small`` model and
+the public WRN38 / R101 models all have 8)."""
+
+
+def component_extents(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Longest bounding-box side and area (pixels) of each 8-connected component of a boolean mask.
+
+    Args:
+        mask: bool (H, W).
+
+    Returns:
+        ``[(longest side, area), ...]`` in component label order (row-major first pixel).
+    """
+    from scipy import ndimage
+
+    lab, n = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return []
+    areas = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    return [(max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start), int(a))
+            for sl, a in zip(ndimage.find_objects(lab), areas)]
+
+
+def extent_summary(extents: list[tuple[int, int]], stride: int) -> dict[str, float]:
+    """Quantiles of component extents in feature cells of a given stride.
+
+    Args:
+        extents: ``(longest side, area)`` pairs in pixels (:func:`component_extents`).
+        stride: Feature stride in pixels per cell.
+
+    Returns:
+        ``{"objects", "stride", "longest_cells": {"min", "p10", "median", "p90", "max"}, "sqrt_area_cells":
+        {...}}``; the quantiles are NaN without objects.
+    """
+    longest = np.asarray([e[0] for e in extents], dtype=np.float64) / stride
+    side = np.sqrt(np.asarray([e[1] for e in extents], dtype=np.float64)) / stride
+
+    def q(a: np.ndarray) -> dict[str, float]:
+        if a.size == 0:
+            return {k: math.nan for k in ("min", "p10", "median", "p90", "max")}
+        return {"min": float(a.min()), "p10": float(np.percentile(a, 10)), "median": float(np.median(a)),
+                "p90": float(np.percentile(a, 90)), "max": float(a.max())}
+
+    return {"objects": len(extents), "stride": int(stride), "longest_cells": q(longest), "sqrt_area_cells": q(side)}
 
 
 @dataclass(frozen=True)
@@ -70,6 +123,7 @@ class WorldConfig:
         coco_images: Number of COCO-like photographs.
         coco_min_side: Smallest side of a photograph.
         coco_max_side: Largest side of a photograph.
+        anomaly_scale: Factor on the test anomalies' physical size (:data:`ANOMALY_SCALE`).
         workers: Worker processes (0 = all CPU cores, 1 = in-process).
         overwrite: Replace existing parts under ``out`` instead of refusing.
     """
@@ -84,6 +138,7 @@ class WorldConfig:
     coco_images: int = 120
     coco_min_side: int = 320
     coco_max_side: int = 480
+    anomaly_scale: float = ANOMALY_SCALE
     workers: int = 0
     overwrite: bool = False
 
@@ -97,6 +152,8 @@ class WorldConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (32 <= self.height <= 4096 and 64 <= self.width <= 8192):
             raise ValueError(f"frame size must be 32..4096 x 64..8192 (H x W), got {self.height}x{self.width}")
+        if not 0.1 <= self.anomaly_scale <= 20.0:
+            raise ValueError(f"anomaly_scale must be in [0.1, 20], got {self.anomaly_scale}")
         if not 64 <= self.coco_min_side <= self.coco_max_side <= 4096:
             raise ValueError("photograph sides must satisfy 64 <= coco_min_side <= coco_max_side <= 4096, got "
                              f"{self.coco_min_side}..{self.coco_max_side}")
@@ -116,6 +173,8 @@ class WorldSummary:
         category_counts: Non-crowd annotations per COCO category name.
         crowd_annotations: Number of ``iscrowd: 1`` annotations.
         anomaly_pixel_fraction: Anomaly pixels / non-void pixels in the anomaly set.
+        anomaly_extents: :func:`extent_summary` of the anomaly set's objects (8-connected components) in cells
+            of :data:`FEATURE_STRIDE`.
         styles: Frames per scene style.
         seconds: Wall-clock time of the run.
     """
@@ -128,6 +187,7 @@ class WorldSummary:
     category_counts: dict[str, int]
     crowd_annotations: int
     anomaly_pixel_fraction: float
+    anomaly_extents: dict = field(default_factory=dict)
     styles: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -185,14 +245,14 @@ def fishyscapes_labels(label_ids: np.ndarray, anomaly: np.ndarray) -> np.ndarray
     return out
 
 
-def _anomaly_task(seed: int, index: int, height: int, width: int) -> dict:
+def _anomaly_task(seed: int, index: int, height: int, width: int, anomaly_scale: float = 1.0) -> dict:
     from pipelines.world_city import render_city_frame
 
     # Redraw (with a new key) the rare scene in which every anomaly ended up hidden or sub-pixel.
     for attempt in range(MAX_ANOMALY_ATTEMPTS):
         rng = rng_for(seed, ("fishyscapes", index) if attempt == 0 else ("fishyscapes", index, attempt))
         n = int(rng.choice([1, 1, 2, 2, 3]))
-        frame = render_city_frame(rng, height, width, n_anomalies=n)
+        frame = render_city_frame(rng, height, width, n_anomalies=n, anomaly_scale=anomaly_scale)
         lab = fishyscapes_labels(frame.label_ids, frame.anomaly)
         if int((lab == 1).sum()) >= MIN_ANOMALY_PIXELS:
             break
@@ -200,7 +260,7 @@ def _anomaly_task(seed: int, index: int, height: int, width: int) -> dict:
     files = [(f"{base}/images/{index}.png", encode_png(frame.image, compress_level=3)),
              (f"{base}/labels_masks/{index}.png", encode_png(lab, compress_level=6))]
     return {"part": "fishyscapes_lostandfound", "files": files, "anomaly_px": int((lab == 1).sum()),
-            "valid_px": int((lab != 255).sum()), "style": frame.style}
+            "valid_px": int((lab != 255).sum()), "style": frame.style, "extents": component_extents(lab == 1)}
 
 
 def coco_image_id(index: int) -> int:
@@ -278,7 +338,7 @@ def _tasks(cfg: WorldConfig) -> list[tuple]:
     tasks: list[tuple] = []
     tasks += [("city", cfg.seed, "train", i, cfg.height, cfg.width) for i in range(cfg.train)]
     tasks += [("city", cfg.seed, "val", i, cfg.height, cfg.width) for i in range(cfg.val)]
-    tasks += [("anomaly", cfg.seed, i, cfg.height, cfg.width) for i in range(cfg.anomaly)]
+    tasks += [("anomaly", cfg.seed, i, cfg.height, cfg.width, cfg.anomaly_scale) for i in range(cfg.anomaly)]
     tasks += [("coco", cfg.seed, i, cfg.coco_min_side, cfg.coco_max_side) for i in range(cfg.coco_images)]
     return tasks
 
@@ -325,6 +385,7 @@ def generate_world(cfg: WorldConfig, progress: bool = False) -> WorldSummary:
     styles: Counter = Counter()
     hist = np.zeros(256, dtype=np.int64)
     anomaly_px = valid_px = 0
+    extents: list[tuple[int, int]] = []
     images: list[dict] = []
     annotations: list[dict] = []
     made_dirs: set[str] = set()
@@ -344,6 +405,7 @@ def generate_world(cfg: WorldConfig, progress: bool = False) -> WorldSummary:
             if res["part"] == "fishyscapes_lostandfound":
                 anomaly_px += res["anomaly_px"]
                 valid_px += res["valid_px"]
+                extents.extend(tuple(e) for e in res["extents"])
             if res["part"] == "coco":
                 images.append(res["image"])
                 annotations.extend(res["annotations"])
@@ -375,6 +437,7 @@ def generate_world(cfg: WorldConfig, progress: bool = False) -> WorldSummary:
         category_counts=dict(sorted(cat_counts.items())),
         crowd_annotations=int(sum(a["iscrowd"] for a in annotations)),
         anomaly_pixel_fraction=float(anomaly_px) / valid_px if valid_px else 0.0,
+        anomaly_extents=extent_summary(extents, FEATURE_STRIDE),
         styles=dict(sorted(styles.items())),
         seconds=0.0,
     )
@@ -397,6 +460,12 @@ def format_summary(s: WorldSummary) -> str:
     lines.append(f"  {s.out}/fishyscapes_lostandfound/ {s.frames['fishyscapes_lostandfound']} anomaly frames in "
                  f"FS_LostFound_full/images|labels_masks (anomaly = {100 * s.anomaly_pixel_fraction:.2f} % of "
                  "non-void pixels)")
+    if s.anomaly_extents.get("objects"):
+        e = s.anomaly_extents
+        lo, ar = e["longest_cells"], e["sqrt_area_cells"]
+        lines.append(f"  anomaly extents ({e['objects']} objects, cells of 1/{e['stride']} features): longest side "
+                     f"median {lo['median']:.1f} (p10 {lo['p10']:.1f}, p90 {lo['p90']:.1f}), sqrt(area) median "
+                     f"{ar['median']:.1f} (p10 {ar['p10']:.1f}, p90 {ar['p90']:.1f})")
     lines.append(f"  scene styles: {', '.join(f'{k} {v}' for k, v in s.styles.items())}")
     lines.append(f"  train classes present: {s.classes_present}/{NUM_CLASSES}; pixel share: "
                  + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s.class_pixel_frequency.items() if v > 0))
@@ -437,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_world_size_arguments(p, d)
     p.add_argument("--coco-min-side", type=int, default=d.coco_min_side, help="smallest photograph side")
     p.add_argument("--coco-max-side", type=int, default=d.coco_max_side, help="largest photograph side")
+    p.add_argument("--anomaly-scale", type=float, default=d.anomaly_scale,
+                   help="factor on the test anomalies' physical size (calibrated to Fishyscapes L&F in feature cells)")
     p.add_argument("--workers", type=int, default=d.workers, help="worker processes (0 = all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace parts that already exist under --out")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
@@ -458,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = WorldConfig(out=args.out, seed=args.seed, train=args.train, val=args.val, anomaly=args.anomaly,
                           height=args.height, width=args.width, coco_images=args.coco_images,
                           coco_min_side=args.coco_min_side, coco_max_side=args.coco_max_side,
-                          workers=args.workers, overwrite=args.overwrite)
+                          anomaly_scale=args.anomaly_scale, workers=args.workers, overwrite=args.overwrite)
         summary = generate_world(cfg, progress=not args.no_progress and sys.stderr.isatty())
     except (ValueError, FileExistsError) as err:
         parser.error(str(err))

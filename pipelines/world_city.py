@@ -727,7 +727,7 @@ class CityFrame:
 
 
 def render_city_frame(rng: np.random.Generator, height: int, width: int, n_anomalies: int = 0,
-                      style: str | None = None) -> CityFrame:
+                      style: str | None = None, anomaly_scale: float = 1.0) -> CityFrame:
     """Render one driving scene, optionally with test anomalies placed mostly on the road.
 
     Args:
@@ -736,6 +736,8 @@ def render_city_frame(rng: np.random.Generator, height: int, width: int, n_anoma
         width: W.
         n_anomalies: Number of test anomalies (0 for Cityscapes-like frames).
         style: Force a style name; None draws one.
+        anomaly_scale: Factor on the physical size of the test anomalies (their log-normal size distribution,
+            median 0.35 m at 1, and its 0.1-1.4 m clip are multiplied by it).
 
     Returns:
         The frame.
@@ -803,7 +805,7 @@ def render_city_frame(rng: np.random.Generator, height: int, width: int, n_anoma
     road_col = tuple(float(v) for v in sc.cv.rows[_first_road(sc)][2])
     for _ in range(n_anomalies):
         for _try in range(30):
-            size = float(np.clip(rng.lognormal(math.log(0.35), 0.55), 0.1, 1.4))
+            size = anomaly_scale * float(np.clip(rng.lognormal(math.log(0.35), 0.55), 0.1, 1.4))
             z = float(rng.uniform(9, 35)) if rng.random() < 0.8 else float(rng.uniform(35, 60))
             if rng.random() < 0.85:
                 x = float(rng.uniform(x_left + 0.4 + size / 2, x_right - 0.4 - size / 2))

@@ -274,9 +274,27 @@ def load_checkpoint(model: nn.Module, url: str, *, strict: bool = True) -> dict[
     arch = getattr(model, "arch", None)
     if layout == "stylepaste" and arch is not None and metadata.get("arch") not in (None, arch):
         raise CheckpointError(f"{url} was saved from arch {metadata['arch']!r}, the model is {arch!r}")
+    _check_model_config(model, metadata, url)
     clean, report = prepare_state_dict(model, state, strict=strict, url=url)
     model.load_state_dict(clean, strict=not report["missing_keys"])
     return {"url": url, "layout": layout, "num_tensors": len(clean), "metadata": metadata, **report}
+
+
+def _check_model_config(model: nn.Module, metadata: Mapping[str, Any], url: str) -> None:
+    """Refuse a checkpoint whose recorded model config (e.g. the output stride) differs from the model's.
+
+    Settings such as ``SmallConfig.output_stride`` change no parameter shape, so a shape check alone would load
+    such a file silently into a model that computes something else.
+    """
+    saved = metadata.get("model_config")
+    config = getattr(model, "config", None)
+    if not saved or not dataclasses.is_dataclass(config):
+        return
+    mine = json.loads(json.dumps(dataclasses.asdict(config)))
+    diffs = [f"{k}: file {saved.get(k)!r}, model {mine[k]!r}" for k in mine if k in saved and saved[k] != mine[k]]
+    if diffs:
+        raise CheckpointError(f"{url} was saved from a {type(model).__name__} with another configuration "
+                              f"({'; '.join(diffs)}); build the model with the file's model_config")
 
 
 def save_checkpoint(

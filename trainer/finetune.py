@@ -3,7 +3,8 @@
 The body of a segmentation model (loaded from ``--checkpoint``, any layout :func:`trainer.checkpoint.load_checkpoint`
 reads) is frozen and kept in ``eval()``; its features are computed under ``torch.no_grad()`` and only the head
 (``--head classifier``: the final 1x1 conv, or ``--head final``: the whole final block) is trained with
-``CE + w * L_ood`` (:mod:`trainer.losses`) on frames streamed from Parquet shards (:mod:`trainer.data`).
+``L_in + w * L_ood`` (:mod:`trainer.losses`; ``L_in`` anchors the inlier logits to the base model's by
+default) on frames streamed from Parquet shards (:mod:`trainer.data`).
 
 Multi-process: ``torchrun --nproc_per_node N -m trainer.finetune ...`` (or ``torchrun ... $(which stylepaste)
 finetune ...``). Each rank streams its own share of the row groups; head gradients are averaged over ranks with one
@@ -61,8 +62,8 @@ from trainer.distributed import (
     mean_over_ranks,
     shutdown,
 )
-from trainer.heads import freeze_all_but_head, head_forward, head_state_dict, load_head_state_dict
-from trainer.losses import LOSS_KINDS, LossConfig, energy, total_loss
+from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict, load_head_state_dict
+from trainer.losses import INLIER_KINDS, LOSS_KINDS, LossConfig, energy
 from trainer.metrics import AnomalyMetrics
 from trainer.models import ARCHS, HEADS, build_model, head_modules, normalize
 
@@ -180,7 +181,8 @@ def _amp_dtype(cfg: FinetuneConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _make_optimizer(cfg: FinetuneConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(cfg: FinetuneConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` (Adam, or SGD with momentum 0.9) over the head's parameters."""
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
@@ -205,11 +207,38 @@ def _write_bytes_atomic(url: str, data: bytes) -> None:
     fs.mv(tmp, path)
 
 
-def _append_log(url: str, record: dict[str, Any]) -> None:
+def write_log(url: str, record: dict[str, Any], *, new: bool = False) -> None:
+    """Append one JSON line to ``train_log.jsonl`` (``new``: start the file afresh)."""
     fs, path = fsspec.core.url_to_fs(url)
-    mode = "ab" if fs.exists(path) else "wb"
+    if new:
+        fs.makedirs(fs._parent(path), exist_ok=True)
+    mode = "ab" if fs.exists(path) and not new else "wb"
     with fs.open(path, mode) as f:
         f.write((json.dumps(record, sort_keys=True) + "\n").encode())
+
+
+def save_finetuned(model: torch.nn.Module, cfg: FinetuneConfig, head: dict[str, torch.Tensor], step: int,
+                   steps: int, best: dict[str, Any] | None) -> str:
+    """Write ``head.pt`` (the head's tensors) and ``model.pt`` (the model with that head) to ``cfg.out``.
+
+    Args:
+        model: The model; its head is set to ``head`` for the ``model.pt`` file and left so.
+        cfg: The run's settings (recorded in the metadata).
+        head: The head's state (:func:`trainer.heads.head_state_dict`) to save.
+        step: Step at which ``head`` was taken.
+        steps: Steps run.
+        best: Best validation result, or ``None``.
+
+    Returns:
+        The SHA-256 of ``head``.
+    """
+    meta = {"head": cfg.head, "step": step, "steps": steps, "base_checkpoint": cfg.checkpoint, "best": best,
+            "config": cfg.to_json()}
+    save_checkpoint(head, join_url(cfg.out, "head.pt"), metadata=meta, arch=cfg.arch, num_classes=cfg.num_classes)
+    load_head_state_dict(model, cfg.head, head)
+    save_checkpoint(model, join_url(cfg.out, "model.pt"), metadata=meta, arch=cfg.arch,
+                    num_classes=cfg.num_classes)
+    return _sha256(head)
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -296,7 +325,7 @@ def run(cfg: FinetuneConfig, *, on_step: Callable[[int, dict[str, float]], None]
 
     Args:
         cfg: Settings.
-        on_step: Called on every rank after each optimizer step with (step, {"loss", "ce", "ood"}) (the losses
+        on_step: Called on every rank after each optimizer step with (step, {"loss", "ce", "anchor", "ood"}) (the losses
             of this rank's batch). An exception raised there stops the run as an interruption would (the last
             periodic checkpoint stays).
 
@@ -333,7 +362,8 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
     model.to(device)
     params = freeze_all_but_head(model, cfg.head)
     heads = head_modules(model, cfg.head)
-    optimizer = _make_optimizer(cfg, params)
+    base_head = BaseHead(model, cfg.head) if cfg.loss.needs_base else None  # before a resumed head is loaded
+    optimizer = make_optimizer(cfg, params)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     stream = ShardStream(list(cfg.shards), seed=cfg.seed, augment=Augment(cfg.scale, cfg.crop, cfg.flip),
@@ -364,14 +394,9 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
         broadcast_module(module, info)
 
     if info.main:
-        if not cfg.resume or not has_last:
-            fs.makedirs(fs._parent(last_path), exist_ok=True)
-            fs_log, log_path = fsspec.core.url_to_fs(log_url)
-            if fs_log.exists(log_path):
-                fs_log.rm(log_path)
-        _append_log(log_url, {"event": "start", "step": step, "world_size": info.world_size,
-                              "device": str(device), "amp": str(amp_dtype), "config": cfg.to_json(),
-                              "resumed": bool(cfg.resume and has_last)})
+        write_log(log_url, {"event": "start", "step": step, "world_size": info.world_size,
+                            "device": str(device), "amp": str(amp_dtype), "config": cfg.to_json(),
+                            "resumed": bool(cfg.resume and has_last)}, new=not (cfg.resume and has_last))
 
     def save_state() -> None:
         streams = gather_objects(json.dumps(loader.state_dict()), info)
@@ -392,7 +417,7 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
         buf = io.BytesIO()
         torch.save(payload, buf)
         _write_bytes_atomic(last_url, buf.getvalue())
-        _append_log(log_url, {"event": "checkpoint", "step": step, "url": last_url})
+        write_log(log_url, {"event": "checkpoint", "step": step, "url": last_url})
 
     def validate() -> None:
         nonlocal best, best_head
@@ -403,7 +428,7 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
             if improved:
                 best = {"step": step, "ap": res["ap"]}
                 best_head = head_state_dict(model, cfg.head)
-            _append_log(log_url, {"event": "val", "step": step, **res, "best_step": best["step"],
+            write_log(log_url, {"event": "val", "step": step, **res, "best_step": best["step"],
                                   "best_ap": best["ap"]})
             if bar is not None:
                 bar.write(f"step {step}: pasted-pixel AP {res['ap']:.4f} (best {best['ap']:.4f} at step "
@@ -416,15 +441,16 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
     if cfg.val_shards and step == 0 and best is None:
         validate()  # the base model's AP: a finetune that does not beat it keeps the base head
     window_t0, window_steps, paused = time.perf_counter(), 0, 0.0
-    parts_sum = torch.zeros(3, device=device)
+    parts_sum = torch.zeros(4, device=device)
     batches = iter(loader)
     while step < cfg.steps:
         batch = next(batches)
         x = normalize(batch["image"].to(device, non_blocking=True))
         y = batch["label"].to(device, non_blocking=True).long()
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = head_forward(model, x, cfg.head)
-        loss, parts = total_loss(logits.float(), y, cfg.loss)
+            with torch.no_grad():
+                feats = model.forward_features(x, cfg.head)
+            loss, parts = head_loss(model, feats, x.shape[-2:], y, cfg.loss, cfg.head, base_head)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         average_gradients(params, info)
@@ -435,7 +461,7 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
                 average_buffers(module, info)
         step += 1
         window_steps += 1
-        parts_sum += torch.stack([parts["loss"], parts["ce"], parts["ood"]])
+        parts_sum += torch.stack([parts["loss"], parts["ce"], parts["anchor"], parts["ood"]])
         if on_step is not None:
             on_step(step, {k: float(v) for k, v in parts.items()})
         if step % cfg.log_every == 0 or step == cfg.steps:
@@ -443,12 +469,12 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
             dt = time.perf_counter() - window_t0 - paused  # validation and checkpoint time excluded
             ips = window_steps * cfg.batch_size * info.world_size / max(dt, 1e-9)
             if info.main:
-                rec = {"event": "step", "step": step, "loss": mean[0], "ce": mean[1], "ood": mean[2],
+                rec = {"event": "step", "step": step, "loss": mean[0], "ce": mean[1], "anchor": mean[2], "ood": mean[3],
                        "lr": optimizer.param_groups[0]["lr"], "images_per_s": ips,
                        "epoch": int(batch["epoch"].max())}
-                _append_log(log_url, rec)
+                write_log(log_url, rec)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{mean[0]:.4f}", ood=f"{mean[2]:.4f}", img_s=f"{ips:.1f}")
+                    bar.set_postfix(loss=f"{mean[0]:.4f}", ood=f"{mean[3]:.4f}", img_s=f"{ips:.1f}")
             window_t0, window_steps, paused = time.perf_counter(), 0, 0.0
             parts_sum.zero_()
         if bar is not None:
@@ -470,15 +496,9 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
         chosen, chosen_step = final, step
         if best is not None and best_head:
             chosen, chosen_step = best_head, best["step"]
-        meta = {"head": cfg.head, "step": chosen_step, "steps": step, "base_checkpoint": cfg.checkpoint,
-                "best": best, "config": cfg.to_json()}
-        save_checkpoint(chosen, join_url(cfg.out, "head.pt"), metadata=meta, arch=cfg.arch,
-                        num_classes=cfg.num_classes)
-        load_head_state_dict(model, cfg.head, chosen)
-        save_checkpoint(model, join_url(cfg.out, "model.pt"), metadata=meta, arch=cfg.arch,
-                        num_classes=cfg.num_classes)
+        save_finetuned(model, cfg, chosen, chosen_step, step, best)
         load_head_state_dict(model, cfg.head, final)
-        _append_log(log_url, {"event": "end", "step": step, "head_sha256_per_rank": hashes, "best": best,
+        write_log(log_url, {"event": "end", "step": step, "head_sha256_per_rank": hashes, "best": best,
                               "saved_head_step": chosen_step})
     barrier(info)
     return {"step": step, "best": best, "head_sha256": hashes[info.rank], "out": cfg.out, "rank": info.rank}
@@ -492,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stylepaste finetune",
         description="Finetune only the classification head of a segmentation model on augmented-frame shards "
-                    "with CE + w * (top-k one-vs-rest | entropy | energy) on pasted pixels. Runs under "
+                    "with an inlier term (CE + distillation to the frozen base head by default) + w * (top-k "
+                    "one-vs-rest | entropy | energy) on pasted pixels. Runs under "
                     "torchrun for several processes (DDP: gloo on CPU, nccl + autocast on CUDA).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--shards", nargs="+", required=True, help="augmented-frame shard folder(s), file(s) or glob(s)")
@@ -504,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what is trained: the final 1x1 classifier conv, or the whole final block")
     p.add_argument("--loss", default="topk_ovr", choices=LOSS_KINDS,
                    help="OoD term: top-k one-vs-rest (ours), Meta-OoD entropy, or energy margin")
+    p.add_argument("--inlier", default=LossConfig.inlier, choices=INLIER_KINDS,
+                   help="inlier term: CE + MSE distillation of inlier logits to the frozen base head (distill), "
+                        "CE alone (ce, as the poster writes it), CE + BCE on the true class (true_bce), CE + "
+                        "one-vs-rest BCE on all classes (ovr_bce)")
+    p.add_argument("--inlier-weight", type=float, default=LossConfig.inlier_weight,
+                   help="weight of the inlier anchor (beta)")
     p.add_argument("--k", type=int, default=5, help="top-k classes per OoD pixel (topk_ovr)")
     p.add_argument("--ovr", action="store_true", help="plain one-vs-rest over all classes (k = C)")
     p.add_argument("--s", type=float, default=1.0, help="logit scale inside the softplus (topk_ovr)")
@@ -533,6 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default="auto", choices=AMP_MODES, help="autocast on CUDA")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
+    p.add_argument("--cache-features", action="store_true",
+                   help="compute the frozen body's features once per frame and train the head on them (the same "
+                        "steps, much faster on a CPU); needs --no-flip, no --crop/--scale, no --val-shards, one "
+                        "process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -540,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     """Turn parsed arguments into a :class:`FinetuneConfig`."""
     loss = LossConfig(kind=args.loss, k=None if args.ovr else args.k, s=args.s, w=args.w, m_in=args.m_in,
-                      m_out=args.m_out)
+                      m_out=args.m_out, inlier=args.inlier, inlier_weight=args.inlier_weight)
     return FinetuneConfig(
         shards=tuple(args.shards), checkpoint=args.checkpoint, out=args.out, arch=args.arch,
         num_classes=args.num_classes, head=args.head, loss=loss, steps=args.steps, lr=args.lr,
@@ -560,7 +591,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
     except ValueError as err:
         parser.error(str(err))
-    result = run(cfg)
+    if args.cache_features:
+        from trainer.cached import check_cacheable, run_cached
+
+        try:
+            check_cacheable(cfg)
+        except ValueError as err:
+            parser.error(f"--cache-features: {err}")
+        result = run_cached(cfg)
+        print(f"finetune: cached body features of {len(cfg.shards)} shard source(s) in "
+              f"{result['seconds']['features']:.1f} s, head trained in {result['seconds']['train']:.1f} s",
+              file=sys.stderr)
+    else:
+        result = run(cfg)
     if result["rank"] == 0:
         best = result["best"]
         extra = f", best pasted-pixel AP {best['ap']:.4f} at step {best['step']}" if best else ""

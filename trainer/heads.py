@@ -12,15 +12,22 @@
 backward) and runs only the head with autograd, which is what makes a head-only step cost little more than a
 forward pass. It relies on the models' ``forward_features(x, head)`` / ``classify(feats, size, head)``
 contract (``forward(x) == classify(forward_features(x), x.shape[-2:])``).
+
+:class:`BaseHead` keeps a frozen copy of the head as it was before training, so that a loss can compare the
+trained head's logits with the base model's on the same features (the ``distill`` inlier anchor) without a second
+body pass; :func:`head_loss` is the one loss computation of every head-training loop (``stylepaste finetune``,
+the study's cached path, the demo), from features to ``(loss, parts)``.
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from trainer.losses import LossConfig, total_loss
 from trainer.models import HEADS, head_modules
 
 _HEAD_ATTR = "_stylepaste_head"
@@ -74,11 +81,6 @@ def freeze_all_but_head(model: nn.Module, head: str = "classifier") -> list[nn.P
     return params
 
 
-def trained_head(model: nn.Module) -> str | None:
-    """The head :func:`freeze_all_but_head` set up on ``model``, or ``None``."""
-    return getattr(model, _HEAD_ATTR, None)
-
-
 def head_state_dict(model: nn.Module, head: str) -> dict[str, torch.Tensor]:
     """The head's parameters and buffers under their full model keys (e.g. ``final.6.weight``).
 
@@ -126,3 +128,80 @@ def head_forward(model: nn.Module, x: torch.Tensor, head: str) -> torch.Tensor:
     with torch.no_grad():
         feats = model.forward_features(x, head)
     return model.classify(feats, x.shape[-2:], head)
+
+
+class _Classify(nn.Module):
+    """``model.classify(feats, size, head)`` as a module's ``forward``, for :func:`torch.func.functional_call`."""
+
+    def __init__(self, model: nn.Module, head: str) -> None:
+        super().__init__()
+        self.model = model
+        self.head = head
+
+    def forward(self, feats: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+        return self.model.classify(feats, out_size, self.head)
+
+
+class BaseHead:
+    """The model's head as it is now, frozen: the base model's logits from the frozen body's features.
+
+    Build it right after loading the base checkpoint (before any training step, and before a resume file's head is
+    loaded). Calling it runs ``model.classify`` with the saved head tensors in place of the live ones
+    (:func:`torch.func.functional_call`) and the head's modules in ``eval()`` (the base model's inference: BN
+    running statistics for ``--head final``), under ``no_grad``; the live head is not touched.
+
+    Args:
+        model: The model, on its device, with the base head loaded.
+        head: The head that will be trained.
+    """
+
+    def __init__(self, model: nn.Module, head: str) -> None:
+        self.head = head
+        self._wrapper = _Classify(model, head)
+        self._state = {f"model.{prefix}.{key}": value.detach().clone()
+                       for prefix, module in head_modules(model, head).items()
+                       for key, value in module.state_dict().items()}
+
+    @torch.no_grad()
+    def __call__(self, feats: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+        """Base logits [B, C, H, W] of ``feats`` (from ``model.forward_features(x, head)``)."""
+        if any(v.device != feats.device for v in self._state.values()):
+            self._state = {k: v.to(feats.device) for k, v in self._state.items()}
+        modules = list(head_modules(self._wrapper.model, self.head).values())
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        try:
+            return torch.func.functional_call(self._wrapper, self._state, (feats, out_size))
+        finally:
+            for m, mode in zip(modules, modes):
+                m.train(mode)
+
+
+def head_loss(model: nn.Module, feats: torch.Tensor, out_size: Sequence[int], labels: torch.Tensor,
+              loss: LossConfig, head: str, base: BaseHead | None = None
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss of one head-training batch: the head on frozen features, then :func:`trainer.losses.total_loss`.
+
+    Args:
+        model: A model prepared by :func:`freeze_all_but_head`.
+        feats: ``model.forward_features(x, head)`` [B, C_f, h, w], computed without gradient.
+        out_size: Logit size (H, W), the labels' size.
+        labels: [B, H, W] integer labels.
+        loss: Loss settings.
+        head: The trained head.
+        base: The frozen base head; required when ``loss.needs_base``.
+
+    Returns:
+        ``(loss, parts)`` of :func:`trainer.losses.total_loss`.
+
+    Raises:
+        ValueError: ``loss.needs_base`` without ``base``, or bad shapes / labels.
+    """
+    logits = model.classify(feats, out_size, head).float()
+    base_logits = None
+    if loss.needs_base:
+        if base is None:
+            raise ValueError(f"inlier term {loss.inlier!r} needs the frozen base head (BaseHead)")
+        base_logits = base(feats, out_size).float()
+    return total_loss(logits, labels, loss, base_logits)

@@ -1,7 +1,25 @@
 """Training losses: cross-entropy on inliers plus an out-of-distribution term on pasted pixels (label 254).
 
 All functions take raw logits [B, C, H, W] and a label map [B, H, W] (trainIds 0..C-1, ``OOD`` = 254 for
-pasted pixels, ``IGNORE`` = 255) and return a scalar. The total is ``CE + w * L_ood``:
+pasted pixels, ``IGNORE`` = 255) and return a scalar. The total is ``L_in + w * L_ood``.
+
+**Inlier term** ``L_in`` (``LossConfig.inlier``, weight β = ``inlier_weight``), over the inlier pixels I (a class
+label) with logits λ_i, true class y_i and, for ``distill``, the frozen base model's logits λ°_i:
+
+* ``distill`` (the default): ``L_in = CE + β/(C|I|) Σ_i ||λ_i - λ°_i||²``, cross-entropy plus MSE distillation of
+  the inlier logits to the base model's. For head-only finetuning λ° comes from the original head on the same
+  frozen features (:class:`trainer.heads.BaseHead`), so it costs one more head forward and no body pass.
+* ``ce``: ``L_in = CE`` alone, as the poster writes the loss.
+* ``true_bce``: ``L_in = CE + β/|I| Σ_i softplus(-λ_{i,y_i})``, a sigmoid "this class" target on the true class.
+* ``ovr_bce``: ``L_in = CE + β/(C|I|) Σ_i Σ_c BCE(σ(λ_ic), [c = y_i])``, one-vs-rest BCE on every class.
+
+Why an anchor: softmax cross-entropy is blind to adding one constant to all logits of a pixel
+(``CE(λ + a·1) = CE(λ)``), and max logit and energy measure exactly that level. With CE alone the OoD term is free
+to push the level down wherever features resemble the pastes (on the demo, 91 % of a CE-only head update was such
+a common shift; the finetuned head flagged 96 % of the road). Every other inlier term here penalises a uniform
+shift; ``distill`` penalises any departure from the base model, in both directions.
+
+**OoD term** ``L_ood`` (``LossConfig.kind``):
 
 * ``topk_ovr`` (ours, the default): for OoD pixels i with logits λ_i,
   ``L_ood = 1/(K |N_ood|) Σ_i Σ_{k ∈ topK(λ_i)} softplus(s λ_{i,k})`` — a one-vs-rest "not this class"
@@ -19,10 +37,12 @@ pasted pixels, ``IGNORE`` = 255) and return a scalar. The total is ``CE + w * L_
 
 Cross-entropy ignores 255 and 254 and is averaged over the remaining pixels; every term is 0 (and still part of
 the autograd graph) when it has no pixels, so a batch without pasted objects trains the inliers only.
+The total is ``CE + β·A + w·L_ood`` where A is the anchor part of ``L_in`` (0 for ``ce``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +51,8 @@ import torch.nn.functional as F
 from schemas.labels import IGNORE, OOD
 
 LOSS_KINDS: tuple[str, ...] = ("topk_ovr", "entropy", "energy")
+INLIER_KINDS: tuple[str, ...] = ("distill", "ce", "true_bce", "ovr_bce")
+"""Inlier terms; the first is the default (chosen on the validation world, see the README's study section)."""
 
 #: Default OoD weight ``w`` of each loss kind (``LossConfig.w = None`` picks it).
 DEFAULT_WEIGHTS: dict[str, float] = {"topk_ovr": 1.0, "entropy": 9.0, "energy": 0.1}
@@ -47,6 +69,8 @@ class LossConfig:
         w: Weight of the OoD term; ``None`` picks :data:`DEFAULT_WEIGHTS` for the kind.
         m_in: Energy margin of inliers (``energy``).
         m_out: Energy margin of OoD pixels (``energy``).
+        inlier: Inlier term, one of :data:`INLIER_KINDS`.
+        inlier_weight: Weight β of the inlier anchor (unused for ``ce``).
     """
 
     kind: str = "topk_ovr"
@@ -55,16 +79,27 @@ class LossConfig:
     w: float | None = None
     m_in: float = -25.0
     m_out: float = -7.0
+    inlier: str = "distill"
+    inlier_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in LOSS_KINDS:
             raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {self.kind!r}")
+        if self.inlier not in INLIER_KINDS:
+            raise ValueError(f"inlier term must be one of {INLIER_KINDS}, got {self.inlier!r}")
+        if not (self.inlier_weight >= 0 and math.isfinite(self.inlier_weight)):
+            raise ValueError(f"inlier_weight must be a finite number >= 0, got {self.inlier_weight}")
         if self.k is not None and int(self.k) < 1:
             raise ValueError(f"k must be >= 1 (or None for all classes), got {self.k}")
         if not self.s > 0:
             raise ValueError(f"s must be > 0, got {self.s}")
         if self.w is not None and self.w < 0:
             raise ValueError(f"w must be >= 0, got {self.w}")
+
+    @property
+    def needs_base(self) -> bool:
+        """Whether the loss needs the frozen base model's logits (``distill``)."""
+        return self.inlier == "distill"
 
     @property
     def weight(self) -> float:
@@ -184,6 +219,93 @@ def energy_margin_loss(logits: torch.Tensor, labels: torch.Tensor, m_in: float =
     return loss
 
 
+def _inliers(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mask [B, H, W] of pixels with a class label (validated by :func:`inlier_cross_entropy`)."""
+    return labels.long() < logits.shape[1]
+
+
+def distill_loss(logits: torch.Tensor, labels: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
+    """Anchor of ``distill``: ``1/(C|I|) Σ_{i∈I} ||λ_i - λ°_i||²`` over inlier pixels.
+
+    Args:
+        logits: [B, C, H, W] of the model being trained.
+        labels: [B, H, W]; class labels mark the inlier set I.
+        base_logits: [B, C, H, W] of the frozen base model (no gradient flows into them).
+
+    Returns:
+        Scalar; 0 when there is no inlier pixel.
+
+    Raises:
+        ValueError: If ``base_logits`` has another shape than ``logits``.
+    """
+    _check(logits, labels)
+    if base_logits.shape != logits.shape:
+        raise ValueError(f"base logits must have the logits' shape {tuple(logits.shape)}, got "
+                         f"{tuple(base_logits.shape)}")
+    mask = _inliers(logits, labels)
+    diff = _pixels(logits, mask).float() - _pixels(base_logits.detach(), mask).float()
+    if diff.shape[0] == 0:
+        return _zero(logits)
+    return diff.pow(2).mean()
+
+
+def true_class_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Anchor of ``true_bce``: ``1/|I| Σ_{i∈I} softplus(-λ_{i,y_i})`` (= -log σ(λ_{i,y_i})).
+
+    Args:
+        logits: [B, C, H, W].
+        labels: [B, H, W] integer labels.
+
+    Returns:
+        Scalar; 0 when there is no inlier pixel.
+    """
+    _check(logits, labels)
+    mask = _inliers(logits, labels)
+    lam = _pixels(logits, mask).float()
+    if lam.shape[0] == 0:
+        return _zero(logits)
+    y = labels.long()[mask]
+    return F.softplus(-lam.gather(1, y[:, None])).mean()
+
+
+def ovr_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Anchor of ``ovr_bce``: one-vs-rest BCE on every class, ``1/(C|I|) Σ_i Σ_c BCE(σ(λ_ic), [c = y_i])``.
+
+    Args:
+        logits: [B, C, H, W].
+        labels: [B, H, W] integer labels.
+
+    Returns:
+        Scalar; 0 when there is no inlier pixel.
+    """
+    _check(logits, labels)
+    mask = _inliers(logits, labels)
+    lam = _pixels(logits, mask).float()
+    if lam.shape[0] == 0:
+        return _zero(logits)
+    target = F.one_hot(labels.long()[mask], logits.shape[1]).float()
+    return F.binary_cross_entropy_with_logits(lam, target)
+
+
+def inlier_anchor(logits: torch.Tensor, labels: torch.Tensor, cfg: LossConfig,
+                  base_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """The anchor part A of ``L_in = CE + β A`` for ``cfg.inlier`` (unweighted; 0 for ``ce``).
+
+    Raises:
+        ValueError: ``distill`` without ``base_logits``.
+    """
+    if cfg.inlier == "ce":
+        return _zero(logits)
+    if cfg.inlier == "distill":
+        if base_logits is None:
+            raise ValueError("the distill inlier term needs the frozen base model's logits (base_logits); "
+                             "compute them with trainer.heads.BaseHead")
+        return distill_loss(logits, labels, base_logits)
+    if cfg.inlier == "true_bce":
+        return true_class_bce(logits, labels)
+    return ovr_bce(logits, labels)
+
+
 def ood_loss(logits: torch.Tensor, labels: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     """The OoD term ``L_ood`` of ``cfg.kind`` (unweighted)."""
     if cfg.kind == "topk_ovr":
@@ -193,19 +315,24 @@ def ood_loss(logits: torch.Tensor, labels: torch.Tensor, cfg: LossConfig) -> tor
     return energy_margin_loss(logits, labels, cfg.m_in, cfg.m_out)
 
 
-def total_loss(logits: torch.Tensor, labels: torch.Tensor,
-               cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``CE + w * L_ood``.
+def total_loss(logits: torch.Tensor, labels: torch.Tensor, cfg: LossConfig,
+               base_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``CE + β A + w L_ood`` (see the module docstring).
 
     Args:
         logits: [B, C, H, W] raw logits (any float dtype; computed in float32).
         labels: [B, H, W] integer labels (uint8 or int64).
         cfg: Loss settings.
+        base_logits: [B, C, H, W] logits of the frozen base model; needed when ``cfg.needs_base``.
 
     Returns:
-        ``(loss, parts)``: the scalar loss and ``{"ce", "ood", "loss"}`` as detached scalars for logging.
+        ``(loss, parts)``: the scalar loss and ``{"ce", "anchor", "ood", "loss"}`` as detached scalars for logging.
+
+    Raises:
+        ValueError: Bad shapes or labels, or a missing ``base_logits``.
     """
     ce = inlier_cross_entropy(logits, labels)
+    anchor = inlier_anchor(logits, labels, cfg, base_logits)
     lo = ood_loss(logits, labels, cfg)
-    loss = ce + cfg.weight * lo
-    return loss, {"ce": ce.detach(), "ood": lo.detach(), "loss": loss.detach()}
+    loss = ce + cfg.inlier_weight * anchor + cfg.weight * lo
+    return loss, {"ce": ce.detach(), "anchor": anchor.detach(), "ood": lo.detach(), "loss": loss.detach()}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipelines import bank, study, world
-from trainer import finetune
+from trainer import cached, finetune
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import ShardStream, StreamLoader
 from trainer.heads import head_state_dict
@@ -33,7 +33,8 @@ def tiny(tmp_path_factory) -> dict:
     save_checkpoint(build_model("small"), str(base), arch="small")
     cfg = study.StudyConfig(world=str(root / "world"), bank=str(root / "bank"), bases=(str(base),),
                             out=str(root / "out"), alignments=("none", "reinhard+sensor"), ks=(5, 19),
-                            heads=("classifier",), seeds=(0, 1), steps=4, batch_size=2, progress=False)
+                            heads=("classifier",), inliers=("distill", "ce"), seeds=(0, 1), steps=4, batch_size=2,
+                            probe_steps=20, progress=False)
     doc = study.run(cfg)
     return {"root": root, "cfg": cfg, "doc": doc, "base": str(base)}
 
@@ -41,8 +42,8 @@ def tiny(tmp_path_factory) -> dict:
 def test_batch_order_matches_stream_loader(tiny):
     shards = str(Path(tiny["cfg"].out) / "corpora" / "none")
     stream = ShardStream([shards], seed=3, shuffle_buffer=4, rank=0, world_size=1, uneven="pad", epochs=None)
-    ids = study.shard_frame_ids(stream)
-    want = study.batch_order(stream, 3, 2, 7)  # 7 batches of 3 over 8 frames: crosses epochs
+    ids = cached.shard_frame_ids(stream)
+    want = cached.batch_order(stream, 3, 2, 7)  # 7 batches of 3 over 8 frames: crosses epochs
     loader = iter(StreamLoader(stream, 3, num_workers=2))
     got = [next(loader)["frame_id"] for _ in range(7)]
     assert got == [[ids[s][r] for s, r in b] for b in want]
@@ -50,12 +51,13 @@ def test_batch_order_matches_stream_loader(tiny):
 
 # Adam turns float noise in near-zero gradients into +-lr steps, so the whole-block case compares under SGD
 # (its per-step losses are still compared, which pins the forward pass and the data order).
-@pytest.mark.parametrize(("head", "workers", "k", "optimizer"),
-                         [("classifier", 2, 5, "adam"), ("final", 0, None, "sgd")])
-def test_cached_finetune_equals_finetune_run(tiny, tmp_path, head, workers, k, optimizer):
+@pytest.mark.parametrize(("head", "workers", "k", "optimizer", "inlier"),
+                         [("classifier", 2, 5, "adam", "distill"), ("final", 0, None, "sgd", "distill"),
+                          ("classifier", 0, 5, "adam", "ce"), ("classifier", 2, 3, "sgd", "true_bce")])
+def test_cached_finetune_equals_finetune_run(tiny, tmp_path, head, workers, k, optimizer, inlier):
     shards = str(Path(tiny["cfg"].out) / "corpora" / "reinhard+sensor")
     cfg = finetune.FinetuneConfig(shards=(shards,), checkpoint=tiny["base"], out=str(tmp_path / "ft"), arch="small",
-                                  head=head, loss=LossConfig(k=k), steps=3, lr=1e-2, optimizer=optimizer, batch_size=2,
+                                  head=head, loss=LossConfig(k=k, inlier=inlier), steps=3, lr=1e-2, optimizer=optimizer, batch_size=2,
                                   flip=False, shuffle_buffer=4, workers=workers, seed=1, device="cpu", progress=False)
     losses: list[dict] = []
     finetune.run(cfg, on_step=lambda step, parts: losses.append(parts))
@@ -65,8 +67,8 @@ def test_cached_finetune_equals_finetune_run(tiny, tmp_path, head, workers, k, o
     base = build_model("small")
     load_checkpoint(base, tiny["base"])
     base.eval()
-    cache = study.compute_features(base, study.shard_frames([shards]), head, torch.float32, batch=4)
-    model, log = study.finetune_cached(cfg, cache)
+    cache = cached.compute_features(base, cached.shard_frames([shards]), head, torch.float32, batch=4)
+    model, log = cached.finetune_cached(cfg, cache)
     assert len(log) == len(losses) == 3
     for a, b in zip(log, losses, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
@@ -83,7 +85,7 @@ def test_cached_path_refuses_augmentation(tiny):
     shards = str(Path(tiny["cfg"].out) / "corpora" / "none")
     cfg = finetune.FinetuneConfig(shards=(shards,), checkpoint=tiny["base"], out="x", arch="small", flip=True)
     with pytest.raises(ValueError, match="flip=True"):
-        study.check_cacheable(cfg)
+        cached.check_cacheable(cfg)
 
 
 def _cells(md: str, section: str) -> dict[str, list[str]]:
@@ -97,16 +99,19 @@ def test_report_tables_hold_every_setting_with_mean_and_std(tiny):
     md = (out / "study.md").read_text()
     doc = json.loads((out / "study.json").read_text())
     runs = doc["runs"]
-    assert len(runs) == 3 * 2  # (none k5, r+s k5, r+s k19) x 2 seeds; the shared default row runs once
+    assert len(runs) == 4 * 2  # (r+s k5 ce, none k5, r+s k5, r+s k19) x 2 seeds; the shared default runs once
     assert len(doc["base_runs"]) == 1
     tables = {
+        "Inlier term": ["CE + logit distillation to the base (default)", "CE only (the loss as the poster writes it)"],
         "Style alignment": ["none", "reinhard+sensor (default)"],
         "Top-k": ["k = 5 (default)", "k = 19 (C, plain one-vs-rest)"],
         "Trained part": ["1x1 classifier (default)"],
     }
-    keys = {"none": "none_k5_classifier", "reinhard+sensor (default)": "reinhard-sensor_k5_classifier",
-            "k = 5 (default)": "reinhard-sensor_k5_classifier", "k = 19 (C, plain one-vs-rest)":
-            "reinhard-sensor_k19_classifier", "1x1 classifier (default)": "reinhard-sensor_k5_classifier"}
+    default = "reinhard-sensor_k5_classifier_distill"
+    keys = {"none": "none_k5_classifier_distill", "reinhard+sensor (default)": default,
+            "k = 5 (default)": default, "k = 19 (C, plain one-vs-rest)": "reinhard-sensor_k19_classifier_distill",
+            "1x1 classifier (default)": default, "CE + logit distillation to the base (default)": default,
+            "CE only (the loss as the poster writes it)": "reinhard-sensor_k5_classifier_ce"}
     for section, labels in tables.items():
         cells = _cells(md, "### " + section)
         assert list(cells)[0].startswith("base models (no finetuning")
@@ -122,8 +127,10 @@ def test_report_tables_hold_every_setting_with_mean_and_std(tiny):
                     vals = np.array([r["metrics"][s][m] for r in mine])
                     assert cells[label][col] == f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}"
                     col += 1
+            road = np.array([r["false_alarms"]["energy"][0]["fpr"] for r in mine])
+            assert cells[label][col] == f"{road.mean():.2f} ± {road.std(ddof=1):.2f}"
             d = np.array([r["miou"] for r in mine]) - base["miou"]
-            assert cells[label][col] == f"{d.mean():.2f} ± {d.std(ddof=1):.2f}"
+            assert cells[label][col + 1] == f"{d.mean():.2f} ± {d.std(ddof=1):.2f}"
     # rerunning continues: nothing is repeated and the report is the same
     again = study.run(cfg)
     assert again["runs"] == runs
@@ -160,7 +167,7 @@ def test_per_base_table_keeps_each_base_apart():
     runs = [{"kind": "finetune", "key": st.key, "base_sha": b, "seed": seed, "metrics": metrics(v)}
             for st in cfg.settings() for b, vals in (("a", (1.0, 3.0)), ("b", (5.0, 5.0)))
             for seed, v in zip((0, 1), vals)]
-    runs = [r for r in runs if not (r["key"] == "none_k5_classifier" and r["base_sha"] == "b")]
+    runs = [r for r in runs if not (r["key"] == "none_k5_classifier_distill" and r["base_sha"] == "b")]
     rows = _cells(study.per_base_table(cfg, bases, runs), "| Setting")
     head = "| Setting | a: Max logit AP↑"
     assert study.per_base_table(cfg, bases, runs).startswith(head)  # bases sorted by path, named by folder
@@ -169,8 +176,9 @@ def test_per_base_table_keeps_each_base_apart():
     assert rows["base model (no finetuning)"][1:5] == [f"{10 + ap:.2f}"] * 3 + [f"{10 + fpr:.2f}"]
     # base a: seeds 1 and 3 -> mean 2 ± std 1.41; base b: two equal runs -> ± 0.00; missing -> "not run"
     assert rows["none"][1] == f"{2 + ap:.2f} ± 1.41" and rows["none"][5] == "not run"
-    assert rows["k = 5 (default)"][5] == f"{5 + ap:.2f} ± 0.00"
-    assert rows["none"][-1] == "2/0" and rows["k = 5 (default)"][-1] == "2/2"
+    default = "CE + logit distillation to the base (default)"  # the default setting, named by its first group
+    assert rows[default][5] == f"{5 + ap:.2f} ± 0.00"
+    assert rows["none"][-1] == "2/0" and rows[default][-1] == "2/2"
 
 
 def test_learned_generator_joins_the_alignment_group(tiny, tmp_path):
@@ -198,7 +206,7 @@ def test_learned_generator_joins_the_alignment_group(tiny, tmp_path):
     manifest = json.loads((Path(t.out) / "corpora" / "learned" / "_manifest.json").read_text())
     assert manifest["parameters"]["aligner"] == "learned"
     assert manifest["parameters"]["aligner_params"]["path"] == str(path)
-    assert [r["seed"] for r in doc["runs"] if r["key"] == "learned_k5_classifier"] == [0]
+    assert [r["seed"] for r in doc["runs"] if r["key"] == "learned_k5_classifier_distill"] == [0]
     cells = _cells((Path(t.out) / "study.md").read_text(), "### Style alignment")
     assert list(cells)[1:] == ["none", "learned"] and cells["learned"][1] == "1"
 
@@ -214,11 +222,11 @@ def test_false_alarm_table_and_old_records_run_again(tiny):
     fpr = sum((c["fpr"] or 0) * (c["inlier_share"] or 0) / 100 for c in fa)
     assert fpr == pytest.approx(runs[0]["metrics"]["energy"]["fpr95"])  # exact: every inlier pixel counted
     cells = _cells((out / "study.md").read_text(), "### Where the false alarms are")
-    mine = [r for r in runs if r["key"] == "none_k5_classifier"]
+    mine = [r for r in runs if r["key"] == "none_k5_classifier_distill"]
     road = np.array([r["false_alarms"]["energy"][0]["fpr"] for r in mine], dtype=float)
     assert cells["none"][1] == "2" and cells["none"][2] == f"{road.mean():.2f} ± {road.std(ddof=1):.2f}"
     # a record of an older version is run again (same numbers: the training is deterministic)
-    rec = out / "runs" / next(p.name for p in (out / "runs").glob("none_k5_classifier_base*_seed0.json"))
+    rec = out / "runs" / next(p.name for p in (out / "runs").glob("none_k5_classifier_distill_base*_seed0.json"))
     old = json.loads(rec.read_text())
     stale = {k: v for k, v in old.items() if k not in ("record_version", "false_alarms")}
     rec.write_text(json.dumps(stale))
@@ -226,3 +234,36 @@ def test_false_alarm_table_and_old_records_run_again(tiny):
     new = json.loads(rec.read_text())
     assert new["record_version"] == study.RECORD_VERSION and "false_alarms" in new
     assert new["metrics"] == old["metrics"] and new["head_sha256"] == old["head_sha256"]
+
+
+def test_head_only_ceiling_probes(tiny):
+    out = Path(tiny["cfg"].out)
+    doc = json.loads((out / "study.json").read_text())
+    (probe,) = doc["probes"]
+    assert probe["kind"] == "probe" and probe["steps"] == 20
+    for part in ("pastes", "test_cv"):
+        assert 0.0 <= probe[part]["ap"] <= 100.0 and 0.0 <= probe[part]["auroc"] <= 100.0
+    md = (out / "study.md").read_text()
+    assert "### Head-only ceiling" in md
+    row = next(line for line in md.split("### Head-only ceiling", 1)[1].splitlines() if line.startswith("| ")
+               and not line.startswith("| Base model") and not line.startswith("|---"))
+    cells = [c.strip() for c in row.strip("| ").split(" | ")]
+    assert cells[1] == f"{doc['base_runs'][0]['metrics']['energy']['ap']:.2f}"
+    assert cells[3] == f"{probe['pastes']['ap']:.2f}" and cells[6] == f"{probe['test_cv']['ap']:.2f}"
+
+
+def test_probe_separates_a_linearly_separable_target():
+    """On features where one channel marks the positives, the probe's AP is ~100 (it can learn what is there)."""
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(6, 4, 8, 16, generator=g)
+    labels = torch.zeros(6, 32, 64, dtype=torch.uint8)
+    labels[:, 8:16, 16:32] = 1
+    labels[:, :2] = 255
+    up = torch.nn.functional.interpolate(labels[:, None].float(), size=(8, 16), mode="nearest")[:, 0]
+    feats[:, 2] += 6.0 * (up == 1).float()
+    cache = cached.FeatureCache(feats, labels, [str(i) for i in range(6)], (32, 64))
+    probe = study.train_probe(cache, range(6), 1, 19, steps=200, seed=0)
+    m = study.probe_metrics([(probe, range(6))], cache)
+    assert m["ap"] > 90.0
+    with pytest.raises(ValueError, match="positive"):
+        study.train_probe(cache, range(6), 254, 19, steps=1)

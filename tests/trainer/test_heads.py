@@ -7,7 +7,14 @@ import copy
 import pytest
 import torch
 
-from trainer.heads import freeze_all_but_head, head_forward, head_state_dict, load_head_state_dict
+from trainer.heads import (
+    BaseHead,
+    freeze_all_but_head,
+    head_forward,
+    head_loss,
+    head_state_dict,
+    load_head_state_dict,
+)
 from trainer.losses import LossConfig, total_loss
 from trainer.models import build_model, head_modules
 
@@ -40,7 +47,7 @@ def test_only_the_head_learns_and_frozen_bn_statistics_stay(head: str) -> None:
     model.train()  # must not wake up the body
     for step in range(3):
         x, y = _batch(step)
-        loss, _ = total_loss(head_forward(model, x, head), y, LossConfig())
+        loss, _ = total_loss(head_forward(model, x, head), y, LossConfig(inlier="ce"))
         opt.zero_grad()
         loss.backward()
         for name, p in model.named_parameters():
@@ -79,9 +86,9 @@ def test_head_forward_matches_the_full_graph() -> None:
     ref = _model()
     freeze_all_but_head(ref, "final")
     fast = copy.deepcopy(ref)
-    loss_ref, _ = total_loss(ref(x), y, LossConfig())
+    loss_ref, _ = total_loss(ref(x), y, LossConfig(inlier="ce"))
     loss_ref.backward()
-    loss_fast, _ = total_loss(head_forward(fast, x, "final"), y, LossConfig())
+    loss_fast, _ = total_loss(head_forward(fast, x, "final"), y, LossConfig(inlier="ce"))
     loss_fast.backward()
     assert torch.allclose(loss_ref, loss_fast, atol=1e-6)
     for (n, a), (_, b) in zip(ref.named_parameters(), fast.named_parameters()):
@@ -100,3 +107,43 @@ def test_head_state_round_trip_and_errors() -> None:
         load_head_state_dict(other, "final", state)
     with pytest.raises(ValueError, match="unknown head"):
         freeze_all_but_head(model, "backbone")
+
+
+@pytest.mark.parametrize("head", ["classifier", "final"])
+def test_base_head_gives_the_untrained_models_logits_after_training(head: str) -> None:
+    x, y = _batch()
+    ref = _model().eval()
+    with torch.no_grad():
+        want = ref(x)
+    model = _model()
+    params = freeze_all_but_head(model, head)
+    base = BaseHead(model, head)
+    opt = torch.optim.SGD(params, lr=0.5)
+    for _ in range(2):
+        with torch.no_grad():
+            feats = model.forward_features(x, head)
+        loss, parts = head_loss(model, feats, x.shape[-2:], y, LossConfig(), head, base)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert parts["anchor"].item() > 0  # the head has moved away from the base
+    with torch.no_grad():
+        feats = model.forward_features(x, head)
+        got = base(feats, x.shape[-2:])
+        live = model.classify(feats, x.shape[-2:], head)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(live, want, atol=1e-3)
+    # the live head's modes are untouched by the base call (BN of the final block stays in train mode)
+    assert all(m.training for m in head_modules(model, head).values())
+
+
+def test_head_loss_needs_the_base_for_distill() -> None:
+    model = _model()
+    freeze_all_but_head(model, "classifier")
+    x, y = _batch()
+    with torch.no_grad():
+        feats = model.forward_features(x, "classifier")
+    with pytest.raises(ValueError, match="BaseHead"):
+        head_loss(model, feats, x.shape[-2:], y, LossConfig(inlier="distill"), "classifier")
+    loss, parts = head_loss(model, feats, x.shape[-2:], y, LossConfig(inlier="ce"), "classifier")
+    assert parts["anchor"].item() == 0.0 and torch.isfinite(loss)

@@ -8,12 +8,16 @@ import pytest
 import torch
 
 from trainer.losses import (
+    INLIER_KINDS,
     LossConfig,
+    distill_loss,
     energy_margin_loss,
     entropy_loss,
     inlier_cross_entropy,
+    ovr_bce,
     topk_ovr_loss,
     total_loss,
+    true_class_bce,
 )
 
 
@@ -71,7 +75,7 @@ def test_cross_entropy_only_on_inliers() -> None:
 
 def test_total_is_ce_plus_weighted_ood_term() -> None:
     logits, labels = _data(3)
-    cfg = LossConfig(k=3, s=1.5, w=0.7)
+    cfg = LossConfig(k=3, s=1.5, w=0.7, inlier="ce")
     loss, parts = total_loss(logits, labels, cfg)
     expected = inlier_cross_entropy(logits, labels) + 0.7 * topk_ovr_loss(logits, labels, 3, 1.5)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
@@ -105,7 +109,7 @@ def test_batches_without_ood_pixels_still_backpropagate() -> None:
     labels[labels == 254] = 3
     logits.requires_grad_(True)
     for kind in ("topk_ovr", "entropy", "energy"):
-        loss, parts = total_loss(logits, labels, LossConfig(kind=kind))
+        loss, parts = total_loss(logits, labels, LossConfig(kind=kind), base_logits=logits.detach() + 0.5)
         if kind != "energy":
             assert parts["ood"].item() == 0.0
         loss.backward()
@@ -125,3 +129,71 @@ def test_bad_inputs_are_errors() -> None:
     with pytest.raises(ValueError, match="k must be"):
         LossConfig(k=0)
     assert LossConfig(kind="entropy").weight == 9.0 and LossConfig(kind="energy", w=0.5).weight == 0.5
+
+
+def test_anchor_terms_equal_explicit_per_pixel_formulas() -> None:
+    logits, labels = _data(6)
+    base = logits.detach() + torch.randn(logits.shape, generator=torch.Generator().manual_seed(1),
+                                         dtype=logits.dtype)
+    c = logits.shape[1]
+    mse, tbce, obce = [], [], []
+    for i in range(2):
+        for y in range(5):
+            for x in range(6):
+                t = int(labels[i, y, x])
+                if t >= c:
+                    continue
+                lam = [float(v) for v in logits[i, :, y, x]]
+                lam0 = [float(v) for v in base[i, :, y, x]]
+                mse.append(sum((a - b) ** 2 for a, b in zip(lam, lam0)) / c)
+                tbce.append(_softplus(-lam[t]))
+                obce.append(sum(_softplus(-v) if k == t else _softplus(v) for k, v in enumerate(lam)) / c)
+    assert distill_loss(logits, labels, base).item() == pytest.approx(sum(mse) / len(mse), rel=1e-6)
+    assert true_class_bce(logits, labels).item() == pytest.approx(sum(tbce) / len(tbce), rel=1e-6)
+    assert ovr_bce(logits, labels).item() == pytest.approx(sum(obce) / len(obce), rel=1e-6)
+    cfg = LossConfig(k=3, w=0.5, inlier="distill", inlier_weight=2.0)
+    loss, parts = total_loss(logits, labels, cfg, base)
+    expected = (inlier_cross_entropy(logits, labels) + 2.0 * distill_loss(logits, labels, base)
+                + 0.5 * topk_ovr_loss(logits, labels, 3))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert parts["anchor"].item() == pytest.approx(distill_loss(logits, labels, base).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("inlier", INLIER_KINDS)
+def test_only_anchored_terms_see_a_uniform_logit_shift_on_inliers(inlier: str) -> None:
+    """CE is blind to ``λ + a·1`` on inlier pixels (the level max logit and energy measure); every anchor sees it.
+
+    ``distill`` and ``true_bce`` are also monotone in the right direction: lowering the level of every inlier
+    logit (what a CE-only head did on the demo) always costs more. ``ovr_bce`` has its own optimal level, which
+    need not be the current one, so only its sensitivity is checked.
+    """
+    logits, labels = _data(7)
+    labels[labels == 254] = 255  # inliers and void only: the OoD term plays no part
+    base = logits.detach().clone()
+    cfg = LossConfig(inlier=inlier)
+    shift = torch.zeros((), dtype=logits.dtype, requires_grad=True)
+    loss0, _ = total_loss(logits, labels, cfg, base)
+    moved, parts = total_loss(logits - 2.0 + shift, labels, cfg, base)  # every inlier logit lowered by 2
+    moved.backward()
+    if inlier == "ce":
+        assert moved.item() == pytest.approx(loss0.item(), rel=1e-6)  # CE computes in float32
+        assert abs(shift.grad.item()) < 1e-6
+        return
+    assert abs(moved.item() - loss0.item()) > 1e-3 and abs(shift.grad.item()) > 1e-3
+    assert parts["anchor"].item() > 0
+    if inlier in ("distill", "true_bce"):
+        assert moved.item() > loss0.item()
+        assert shift.grad.item() < 0  # the gradient pushes the level back up
+
+
+def test_inlier_settings_are_checked() -> None:
+    logits, labels = _data()
+    with pytest.raises(ValueError, match="inlier term"):
+        LossConfig(inlier="mse")
+    with pytest.raises(ValueError, match="inlier_weight"):
+        LossConfig(inlier_weight=-1.0)
+    with pytest.raises(ValueError, match="base model's logits"):
+        total_loss(logits, labels, LossConfig(inlier="distill"))
+    with pytest.raises(ValueError, match="shape"):
+        distill_loss(logits, labels, logits[:, :3])
+    assert LossConfig().inlier == "distill" and LossConfig().needs_base and not LossConfig(inlier="ce").needs_base
