@@ -39,7 +39,7 @@ from schemas.codecs import decode_image, decode_png, encode_png  # noqa: E402
 from schemas.labels import OOD  # noqa: E402
 from schemas.manifest import Manifest, shard_info, write_manifest  # noqa: E402
 from trainer.data import ShardStream  # noqa: E402
-from trainer.heads import freeze_all_but_head, head_forward  # noqa: E402
+from trainer.heads import BaseHead, freeze_all_but_head, head_loss  # noqa: E402
 from trainer.losses import LossConfig, total_loss  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 
@@ -77,10 +77,13 @@ def bench_head_step(arch: str, size: tuple[int, int], batch: int, repeats: int) 
     for head in ("classifier", "final"):
         m = build_model(arch)
         params = freeze_all_but_head(m, head)
+        base = BaseHead(m, head)
         opt = torch.optim.Adam(params, lr=1e-4)
 
-        def step(m=m, opt=opt, head=head) -> None:
-            loss, _ = total_loss(head_forward(m, x, head), y, cfg)
+        def step(m=m, opt=opt, head=head, base=base) -> None:
+            with torch.no_grad():
+                feats = m.forward_features(x, head)
+            loss, _ = head_loss(m, feats, x.shape[-2:], y, cfg, head, base)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -90,7 +93,7 @@ def bench_head_step(arch: str, size: tuple[int, int], batch: int, repeats: int) 
     full_opt = torch.optim.Adam(full.parameters(), lr=1e-4)
 
     def full_step() -> None:
-        loss, _ = total_loss(full(x), y, cfg)
+        loss, _ = total_loss(full(x), y, LossConfig(inlier="ce"))
         full_opt.zero_grad(set_to_none=True)
         loss.backward()
         full_opt.step()

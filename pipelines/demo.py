@@ -1,11 +1,14 @@
 """``stylepaste demo``: the main job end to end on the embedded synthetic city.
 
-world -> object bank (Beam) -> style-aligned augmentation (Beam) -> head-only finetuning (top-k one-vs-rest)
--> evaluation of the base model against the finetuned one on the synthetic anomaly set, plus the mIoU change on
-the synthetic val split. The base model is the committed demo checkpoint (``trainer/assets/demo_small.pt``),
-trained by ``stylepaste pretrain`` on the city that ``stylepaste world --seed 0`` writes with its defaults.
+world -> object bank (Beam) -> style-aligned augmentation (Beam) -> head-only finetuning (top-k one-vs-rest with
+the inlier logits anchored to the base model) -> evaluation of the base model against the finetuned one on the
+synthetic anomaly set, plus the mIoU change on the synthetic val split. The base model is the committed demo
+checkpoint (``trainer/assets/demo_small.pt``), trained by ``stylepaste pretrain`` on the city that ``stylepaste
+world --seed 0`` writes with its defaults.
 
-Every stage is the same command a user runs by hand; the demo only chains them and prints a summary.
+Every stage is the same code a user runs by hand; the demo only chains them and prints a summary. The finetune
+stage trains the head on cached body features (``stylepaste finetune --cache-features``: the same steps, no body
+pass per step), which needs whole frames without flips; ``--no-cache-features`` streams the shards instead.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class DemoConfig:
         coco_images: COCO-like photographs the object bank is cut from.
         aligner: Style aligner of the augmentation.
         k: Top-k of the one-vs-rest loss.
+        inlier: Inlier term of the loss (:data:`trainer.losses.INLIER_KINDS`).
+        cache_features: Train the head on cached body features (flips off).
         steps: Finetuning steps.
         batch_size: Finetuning batch size.
         lr: Finetuning learning rate.
@@ -63,6 +68,8 @@ class DemoConfig:
     coco_images: int = 120
     aligner: str = "reinhard+sensor"
     k: int = 5
+    inlier: str = "distill"
+    cache_features: bool = True
     steps: int = 200
     batch_size: int = 8
     lr: float = 1e-3
@@ -90,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_world_size_arguments(p, d)
     p.add_argument("--aligner", default=d.aligner, help="style aligner of the augmentation")
     p.add_argument("--k", type=int, default=d.k, help="top-k of the one-vs-rest loss")
+    p.add_argument("--inlier", default=d.inlier, help="inlier term of the loss (distill, ce, true_bce, ovr_bce)")
+    p.add_argument("--no-cache-features", action="store_true",
+                   help="stream the shards through the frozen body at every step instead of caching its features")
     p.add_argument("--steps", type=int, default=d.steps, help="finetuning steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="finetuning batch size")
     p.add_argument("--lr", type=float, default=d.lr, help="finetuning learning rate")
@@ -139,6 +149,8 @@ def run(cfg: DemoConfig) -> dict:
 
     from pipelines import augment, bank, world
     from trainer import finetune
+    from trainer.cached import run_cached
+    from trainer.losses import LossConfig
     from trainer.evaluate import EvaluateConfig, ModelSpec, evaluate
     from trainer.report import false_alarm_tables, markdown_table
 
@@ -148,6 +160,8 @@ def run(cfg: DemoConfig) -> dict:
     if out.exists() and not cfg.keep:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.keep and (out / "finetune").exists():
+        shutil.rmtree(out / "finetune")  # the finetune stage always runs again
     logging.getLogger().setLevel(logging.WARNING)
     quiet = [] if cfg.progress else ["--no-progress"]
     st = _Stages(5)
@@ -175,11 +189,20 @@ def run(cfg: DemoConfig) -> dict:
                              "--num-shards", "4", "--overwrite"]), "augment")
     st.done("augment", t)
 
-    t = st.start("finetune", f"head-only, top-{cfg.k} one-vs-rest, {cfg.steps} steps -> {fdir}")
-    _check(finetune.main(["--shards", str(adir), "--checkpoint", cfg.checkpoint, "--arch", "small", "--out",
-                          str(fdir), "--k", str(cfg.k), "--steps", str(cfg.steps), "--batch-size",
-                          str(cfg.batch_size), "--lr", str(cfg.lr), "--seed", str(cfg.seed), "--workers",
-                          str(cfg.workers), "--log-every", str(max(1, cfg.steps // 4)), *quiet]), "finetune")
+    how = "on cached body features" if cfg.cache_features else "streaming the shards"
+    t = st.start("finetune", f"head-only, top-{cfg.k} one-vs-rest + {cfg.inlier} inlier term, {cfg.steps} steps, "
+                 f"{how} -> {fdir}")
+    fcfg = finetune.FinetuneConfig(
+        shards=(str(adir),), checkpoint=cfg.checkpoint, out=str(fdir), arch="small",
+        loss=LossConfig(k=cfg.k, inlier=cfg.inlier), steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        flip=not cfg.cache_features, seed=cfg.seed, workers=cfg.workers, log_every=max(1, cfg.steps // 4),
+        device="cpu" if cfg.cache_features else "auto", progress=cfg.progress)
+    if cfg.cache_features:
+        res = run_cached(fcfg)
+        print(f"[demo] body features of {res['frames']} frames cached in {res['seconds']['features']:.1f} s; "
+              f"{cfg.steps} head steps on them in {res['seconds']['train']:.1f} s", flush=True)
+    else:
+        finetune.run(fcfg)
     st.done("finetune", t)
 
     t = st.start("evaluate", f"base vs finetuned on the synthetic anomaly set and val split -> {rdir}")
@@ -194,29 +217,73 @@ def run(cfg: DemoConfig) -> dict:
     st.done("evaluate", t)
 
     table = markdown_table(result)
+    verdict = target_lines(result, "finetuned (k=%d, %s)" % (cfg.k, cfg.aligner), "base")
     total = sum(st.times.values())
     summary = {
         "config": asdict(cfg), "seconds": st.times, "total_seconds": total, "rows": result.rows,
-        "miou": result.miou, "miou_change": result.miou_change, "report": str(rdir),
+        "miou": result.miou, "miou_change": result.miou_change, "report": str(rdir), "targets": verdict,
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
-    _write_report(rdir, cfg, table, st.times, false_alarm_tables(result))
+    _write_report(rdir, cfg, table, st.times, false_alarm_tables(result), verdict)
     print("\n" + table)
+    print("\nAgainst the poster's targets (energy score, synthetic anomaly set):")
+    for line in verdict["lines"]:
+        print("  " + line)
     print(f"\nstylepaste demo finished in {total:.0f} s. Report: {rdir / 'README.md'} (table, ROC/PR curves, "
           f"overlays of the hardest frames).")
     return summary
 
 
-def _write_report(rdir: Path, cfg: DemoConfig, table: str, times: dict[str, float], alarms: str) -> None:
+def target_lines(result, finetuned: str, base: str, dataset: str = "synthetic",
+                 val: str = "cityscapes_val") -> dict:
+    """The finetuned model against the poster's targets: energy AP at least 4x the base's, road FPR at the 95 %
+    TPR threshold not above the base's, ΔmIoU at least -0.5.
+
+    Args:
+        result: :class:`trainer.evaluate.EvaluationResult` with both models, the energy score and false alarms.
+        finetuned: Label of the finetuned model.
+        base: Label of the base model.
+        dataset: Anomaly dataset.
+        val: Segmentation dataset of the mIoU change.
+
+    Returns:
+        ``{"ap_ratio", "road_fpr": {"base", "finetuned"}, "miou_change", "met": {...}, "lines": [...]}`` (road FPR
+        and ratios in %, ``None`` where not measured).
+    """
+    ap = {m: result.lookup(m, "energy", dataset)["ap"] for m in (finetuned, base)}
+    road = {m: next((100 * fa["classes"][0]["fpr"] for fa in result.false_alarms
+                     if fa["model"] == m and fa["dataset"] == dataset and fa["score"] == "energy"), None)
+            for m in (finetuned, base)}
+    dm = result.miou_change.get(finetuned, {}).get(val)
+    ratio = ap[finetuned] / ap[base] if ap[base] > 0 else None
+    met = {"ap": ratio is not None and ratio >= 4.0,
+           "road_fpr": None not in road.values() and road[finetuned] <= road[base],
+           "miou": dm is not None and dm >= -0.5}
+    word = {True: "met", False: "NOT met"}
+    lines = [f"energy AP {100 * ap[base]:.2f} -> {100 * ap[finetuned]:.2f}, x{ratio:.2f} the base (target >= 4): "
+             f"{word[met['ap']]}" if ratio is not None else "energy AP of the base is 0: no ratio"]
+    if None not in road.values():
+        lines.append(f"road FPR at 95 % TPR {road[base]:.1f} % -> {road[finetuned]:.1f} % (target: not above the "
+                     f"base): {word[met['road_fpr']]}")
+    if dm is not None:
+        lines.append(f"ΔmIoU {dm:+.2f} (target >= -0.5): {word[met['miou']]}")
+    return {"ap_ratio": ratio, "road_fpr": {"base": road[base], "finetuned": road[finetuned]}, "miou_change": dm,
+            "met": met, "lines": lines}
+
+
+def _write_report(rdir: Path, cfg: DemoConfig, table: str, times: dict[str, float], alarms: str,
+                  verdict: dict) -> None:
     curves = sorted(p.name for p in (rdir / "curves").glob("*.png"))
     overlays = sorted(str(p.relative_to(rdir)) for p in (rdir / "overlays").rglob("*.png"))
     lines = [
         "# stylepaste demo report", "",
         f"Base model: `{Path(cfg.checkpoint).name}` (small DeepLabv3+ pretrained on the synthetic city). "
         f"Finetuned: the same model with only its 1x1 classifier trained for {cfg.steps} steps with the top-{cfg.k} "
-        f"one-vs-rest loss on frames with `{cfg.aligner}`-aligned pasted objects.",
+        f"one-vs-rest loss and the `{cfg.inlier}` inlier term on frames with `{cfg.aligner}`-aligned pasted "
+        f"objects" + (", on cached body features." if cfg.cache_features else "."),
         "", "Anomaly metrics are pooled over all valid pixels of the synthetic anomaly set (in %); mIoU on the "
-        "synthetic val split.", "", table, "",
+        "synthetic val split.", "", table, "", "Against the poster's targets:", "",
+        *[f"- {line}" for line in verdict["lines"]], "",
         "Stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()), "", "## Curves", "",
     ]
     lines += [f"![{c}](curves/{c})" for c in curves]
@@ -233,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``stylepaste demo``."""
     a = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     cfg = DemoConfig(out=a.out, seed=a.seed, checkpoint=a.checkpoint, train=a.train, val=a.val, anomaly=a.anomaly,
-                     height=a.height, width=a.width, coco_images=a.coco_images, aligner=a.aligner, k=a.k,
+                     height=a.height, width=a.width, coco_images=a.coco_images, aligner=a.aligner, k=a.k, inlier=a.inlier,
+                     cache_features=not a.no_cache_features,
                      steps=a.steps, batch_size=a.batch_size, lr=a.lr, workers=a.workers, overlays=a.overlays,
                      progress=not a.no_progress, keep=a.keep)
     run(cfg)

@@ -140,6 +140,9 @@ class StudyConfig:
 
     Attributes:
         world: Folder written by ``stylepaste world`` (``cityscapes/``, the anomaly set).
+        eval_world: Another world whose anomaly set and val split are evaluated instead of ``world``'s (empty:
+            ``world``); the train corpora still come from ``world``. A world drawn with another seed is the
+            validation set on which choices are made; ``world``'s anomaly set only reports.
         bank: Object-bank folder (``stylepaste bank``).
         bases: Base model checkpoints (one per pretraining seed).
         out: Output folder.
@@ -175,6 +178,7 @@ class StudyConfig:
     world: str
     bank: str
     bases: tuple[str, ...]
+    eval_world: str = ""
     out: str = "runs/study"
     arch: str = "small"
     num_classes: int = NUM_CLASSES
@@ -663,7 +667,7 @@ class _Bases:
         else:
             t = time.perf_counter()
             model = self.model(base)
-            w = Path(self.cfg.world)
+            w = Path(self.cfg.eval_world or self.cfg.world)
             if what == "test":
                 frames = dataset_frames("synthetic", str(w), self.cfg.max_test_frames)
                 c = compute_features(model, frames, head, self.dtype, 1)
@@ -889,8 +893,9 @@ def write_report(cfg: StudyConfig, *, timings: dict[str, float] | None = None,
         "# stylepaste study: the poster's ablations on the synthetic city", "",
         f"Base models: {len(base_runs)} ({', '.join(Path(r['base']).as_posix() for r in base_runs)}); finetune "
         f"seeds {list(cfg.seeds)}; {cfg.steps} steps, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, whole "
-        f"frames without flips, head trained on cached body features ({cfg.cache_dtype}). Test: the synthetic "
-        f"anomaly set ({_count(base_runs)}); ΔmIoU on the synthetic val split against each run's base model. "
+        f"frames without flips, head trained on cached body features ({cfg.cache_dtype}). Train corpora from "
+        f"`{cfg.world}`; evaluated on the anomaly set of `{cfg.eval_world or cfg.world}` ({_count(base_runs)}) and "
+        f"ΔmIoU on its val split against each run's base model. "
         f"Anomaly metrics in %, pooled over all valid pixels, exact; cells are mean ± sample std over the "
         f"(base, seed) runs (n = number of runs).", "",
         markdown_tables(summary, cfg),
@@ -954,6 +959,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "writes study.md (mean ± std tables) and study.json (every run).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--world", default="runs/world0", help="folder written by stylepaste world")
+    p.add_argument("--eval-world", default="",
+                   help="evaluate on this world's anomaly set and val split instead (e.g. a validation world drawn "
+                        "with another seed); the train corpora still come from --world")
     p.add_argument("--bank", default="runs/bank0", help="object bank folder (stylepaste bank)")
     p.add_argument("--base", action="append", required=True, help="base model checkpoint (repeat for several)")
     p.add_argument("--out", default=d.out, help="output folder")
@@ -998,7 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(a: argparse.Namespace) -> StudyConfig:
     """Build the :class:`StudyConfig` from parsed arguments."""
     cfg = StudyConfig(
-        world=a.world, bank=a.bank, bases=tuple(a.base), out=a.out, arch=a.arch, alignments=tuple(a.alignments),
+        world=a.world, eval_world=a.eval_world, bank=a.bank, bases=tuple(a.base), out=a.out, arch=a.arch, alignments=tuple(a.alignments),
         learned_params=a.learned_params, default_alignment=a.default_alignment, inliers=tuple(a.inliers),
         inlier=a.inlier, inlier_weight=a.inlier_weight, probe_steps=a.probe_steps, ks=tuple(a.ks),
         heads=tuple(a.heads), seeds=tuple(a.seeds),

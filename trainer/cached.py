@@ -261,7 +261,7 @@ def run_cached(cfg: FinetuneConfig, *, feature_batch: int = 4) -> dict[str, Any]
         feature_batch: Frames per body forward while caching.
 
     Returns:
-        ``{"step", "best", "head_sha256", "out", "rank", "seconds": {"features", "train"}}``.
+        ``{"step", "best", "head_sha256", "out", "rank", "frames", "seconds": {"features", "train"}}``.
 
     Raises:
         ValueError: Settings the cached path cannot reproduce, or bad inputs.
@@ -297,5 +297,5 @@ def run_cached(cfg: FinetuneConfig, *, feature_batch: int = 4) -> dict[str, Any]
     sha = save_finetuned(model, cfg, final, cfg.steps, cfg.steps, None)
     write_log(log_url, {"event": "end", "step": cfg.steps, "head_sha256_per_rank": [sha], "best": None,
                         "saved_head_step": cfg.steps, "seconds": {"features": t_feat, "train": t_train}})
-    return {"step": cfg.steps, "best": None, "head_sha256": sha, "out": cfg.out, "rank": 0,
+    return {"step": cfg.steps, "best": None, "head_sha256": sha, "out": cfg.out, "rank": 0, "frames": len(cache.ids),
             "seconds": {"features": t_feat, "train": t_train}}

@@ -42,7 +42,7 @@ from schemas.cityscapes import CityscapesFrame, list_frames, read_image, read_tr
 from schemas.labels import IGNORE, NUM_CLASSES
 from schemas.manifest import join_url
 from schemas.rng import rng_for
-from trainer.checkpoint import save_checkpoint
+from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import Augment, augment_frame, parse_pair
 from trainer.metrics import SegmentationMetrics
 from trainer.models import ARCHS, build_model, normalize
@@ -69,6 +69,8 @@ class PretrainConfig:
         warmup: Linear warm-up steps.
         power: Exponent of the polynomial decay after the warm-up.
         class_balance: Exponent p of the class weights (0: plain cross-entropy).
+        init: Checkpoint to start from instead of the random initialisation (``None``: from scratch); its weights
+            are loaded, the optimizer and schedule start afresh.
         seed: Seed of weights, data order and augmentation.
         workers: ``DataLoader`` workers.
         threads: torch CPU threads (``None``: torch's default).
@@ -94,6 +96,7 @@ class PretrainConfig:
     warmup: int = 50
     power: float = 0.9
     class_balance: float = 0.0
+    init: str | None = None
     seed: int = 0
     workers: int = 2
     threads: int | None = None
@@ -247,7 +250,10 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     train = list_frames(cfg.cityscapes, cfg.train_split)
     val = list_frames(cfg.cityscapes, cfg.val_split) if cfg.val_split else []
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, cfg.num_classes).to(device)
+    model = build_model(cfg.arch, cfg.num_classes)
+    if cfg.init:
+        load_checkpoint(model, cfg.init)
+    model = model.to(device)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -332,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-balance", type=float, default=d.class_balance,
                    help="exponent p of the class weights (median_f / f_c)^p of the cross-entropy (0: plain)")
     p.add_argument("--val-every", type=int, default=None, help="steps between logged val mIoU evaluations")
+    p.add_argument("--init", default=None, help="checkpoint to start from (weights only; default: from scratch)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and augmentation")
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader workers")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads of the training process")
@@ -349,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = PretrainConfig(
             cityscapes=a.cityscapes, out=a.out, arch=a.arch, train_split=a.train_split, val_split=a.val_split,
             steps=a.steps, batch_size=a.batch_size, crop=tuple(a.crop), scale=tuple(a.scale), flip=not a.no_flip,
-            lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, class_balance=a.class_balance, seed=a.seed, workers=a.workers,
+            lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, class_balance=a.class_balance, init=a.init,
+            seed=a.seed, workers=a.workers,
             threads=a.threads, log_every=a.log_every, val_every=a.val_every, device=a.device, progress=not a.no_progress)
     except ValueError as err:
         parser.error(str(err))

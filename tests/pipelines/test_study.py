@@ -267,3 +267,28 @@ def test_probe_separates_a_linearly_separable_target():
     assert m["ap"] > 90.0
     with pytest.raises(ValueError, match="positive"):
         study.train_probe(cache, range(6), 254, 19, steps=1)
+
+
+def test_finetune_cache_features_cli_writes_the_streamed_head(tiny, tmp_path, capsys):
+    from trainer.checkpoint import read_checkpoint, split_checkpoint
+
+    shards = str(Path(tiny["cfg"].out) / "corpora" / "reinhard+sensor")
+    common = ["--shards", shards, "--checkpoint", tiny["base"], "--arch", "small", "--steps", "3", "--batch-size",
+              "2", "--lr", "0.01", "--shuffle-buffer", "4", "--workers", "2", "--seed", "2", "--no-flip",
+              "--device", "cpu", "--no-progress"]
+    assert finetune.main([*common, "--out", str(tmp_path / "streamed")]) == 0
+    assert finetune.main([*common, "--out", str(tmp_path / "cached"), "--cache-features"]) == 0
+    assert "cached body features" in capsys.readouterr().err
+    heads = [split_checkpoint(read_checkpoint(str(tmp_path / d / "head.pt")))[1] for d in ("streamed", "cached")]
+    assert set(heads[0]) == set(heads[1]) == {"final.6.weight", "final.6.bias"}
+    for key in heads[0]:
+        torch.testing.assert_close(heads[1][key], heads[0][key], rtol=1e-4, atol=1e-5)
+    model = build_model("small")
+    load_checkpoint(model, str(tmp_path / "cached" / "model.pt"))  # a full model, loadable
+    log = [json.loads(line) for line in (tmp_path / "cached" / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "start" and log[-1]["event"] == "end"
+    assert {"ce", "anchor", "ood", "loss"} <= set(log[1])
+    with pytest.raises(SystemExit) as exc:  # flips cannot be cached
+        finetune.main([*[a for a in common if a != "--no-flip"], "--out", str(tmp_path / "x"), "--cache-features"])
+    assert exc.value.code == 2
+    assert "flip=True" in capsys.readouterr().err

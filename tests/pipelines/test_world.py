@@ -157,3 +157,41 @@ def test_memory_url_output():
     assert [f.frame_id for f in list_frames("memory://world_test/w/cityscapes", "val")] == ["eastwick_000000_000019"]
     with pytest.raises(ValueError, match="frame size"):
         WorldConfig(out="x", height=8)
+
+
+def test_component_extents_and_their_summary_in_feature_cells():
+    from pipelines.world import component_extents, extent_summary
+
+    mask = np.zeros((40, 80), bool)
+    mask[2:5, 3:19] = True  # 3 x 16: longest side 16, area 48
+    mask[20:30, 50:54] = True  # 10 x 4: longest 10, area 40
+    mask[30, 54] = True  # touches the second one diagonally: 8-connected, same object
+    ext = component_extents(mask)
+    assert ext == [(16, 48), (11, 41)]
+    s = extent_summary(ext, 8)
+    assert s["objects"] == 2 and s["stride"] == 8
+    assert s["longest_cells"]["min"] == 11 / 8 and s["longest_cells"]["max"] == 2.0
+    assert s["sqrt_area_cells"]["median"] == pytest.approx((np.sqrt(48) + np.sqrt(41)) / 16)
+    assert np.isnan(extent_summary([], 8)["longest_cells"]["median"])
+
+
+def test_anomaly_scale_sets_the_extents_the_world_records(tmp_path):
+    """The anomalies are drawn ``anomaly_scale`` times larger, and world.json records their extents in cells of
+    1/8 features, counted from the written label masks."""
+    from pipelines.world import FEATURE_STRIDE, component_extents
+
+    size = dict(train=0, val=0, anomaly=12, height=128, width=256, coco_images=0)
+    medians = {}
+    for scale in (1.0, 3.5):
+        root = tmp_path / f"s{scale}"
+        summary = generate_world(WorldConfig(out=str(root), seed=5, workers=1, anomaly_scale=scale, **size))
+        record = json.loads((root / "world.json").read_text())["summary"]["anomaly_extents"]
+        assert record == json.loads(json.dumps(summary.anomaly_extents))
+        masks = sorted((root / "fishyscapes_lostandfound" / "FS_LostFound_full" / "labels_masks").glob("*.png"))
+        ext = [e for m in masks for e in component_extents(np.asarray(Image.open(m)) == 1)]
+        assert record["objects"] == len(ext) > 0
+        assert record["longest_cells"]["median"] == pytest.approx(np.median([e[0] for e in ext]) / FEATURE_STRIDE)
+        medians[scale] = record["longest_cells"]["median"]
+    assert medians[3.5] > 2.0 * medians[1.0]
+    with pytest.raises(ValueError, match="anomaly_scale"):
+        WorldConfig(out="x", anomaly_scale=0.0)
