@@ -256,11 +256,14 @@ def target_lines(result, finetuned: str, base: str, dataset: str = "synthetic",
             for m in (finetuned, base)}
     dm = result.miou_change.get(finetuned, {}).get(val)
     ratio = ap[finetuned] / ap[base] if ap[base] > 0 else None
-    met = {"ap": ratio is not None and ratio >= 4.0,
-           "road_fpr": None not in road.values() and road[finetuned] <= road[base],
-           "miou": dm is not None and dm >= -0.5}
+    ratio = None if ratio is None else float(ratio)
+    road = {m: None if v is None else float(v) for m, v in road.items()}
+    dm = None if dm is None else float(dm)
+    met = {"ap": bool(ratio is not None and ratio >= 4.0),
+           "road_fpr": bool(None not in road.values() and road[finetuned] <= road[base]),
+           "miou": bool(dm is not None and dm >= -0.5)}
     word = {True: "met", False: "NOT met"}
-    lines = [f"energy AP {100 * ap[base]:.2f} -> {100 * ap[finetuned]:.2f}, x{ratio:.2f} the base (target >= 4): "
+    lines = [f"energy AP {ap[base]:.2f} -> {ap[finetuned]:.2f}, x{ratio:.2f} the base (target >= 4): "
              f"{word[met['ap']]}" if ratio is not None else "energy AP of the base is 0: no ratio"]
     if None not in road.values():
         lines.append(f"road FPR at 95 % TPR {road[base]:.1f} % -> {road[finetuned]:.1f} % (target: not above the "
