@@ -224,6 +224,13 @@ def _inliers(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return labels.long() < logits.shape[1]
 
 
+def _inlier_logits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 logits [N, C] and true classes [N] of the inlier pixels (shapes checked)."""
+    _check(logits, labels)
+    mask = _inliers(logits, labels)
+    return _pixels(logits, mask).float(), labels.long()[mask]
+
+
 def distill_loss(logits: torch.Tensor, labels: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
     """Anchor of ``distill``: ``1/(C|I|) Σ_{i∈I} ||λ_i - λ°_i||²`` over inlier pixels.
 
@@ -259,12 +266,9 @@ def true_class_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     Returns:
         Scalar; 0 when there is no inlier pixel.
     """
-    _check(logits, labels)
-    mask = _inliers(logits, labels)
-    lam = _pixels(logits, mask).float()
+    lam, y = _inlier_logits(logits, labels)
     if lam.shape[0] == 0:
         return _zero(logits)
-    y = labels.long()[mask]
     return F.softplus(-lam.gather(1, y[:, None])).mean()
 
 
@@ -278,12 +282,10 @@ def ovr_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     Returns:
         Scalar; 0 when there is no inlier pixel.
     """
-    _check(logits, labels)
-    mask = _inliers(logits, labels)
-    lam = _pixels(logits, mask).float()
+    lam, y = _inlier_logits(logits, labels)
     if lam.shape[0] == 0:
         return _zero(logits)
-    target = F.one_hot(labels.long()[mask], logits.shape[1]).float()
+    target = F.one_hot(y, logits.shape[1]).float()
     return F.binary_cross_entropy_with_logits(lam, target)
 
 
