@@ -753,12 +753,14 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
     base_miou = {r["base"]: r["miou"] for r in base_runs}
 
     corpora: dict[str, str] = {}
-    for b in cfg.bases if cfg.probe_steps and not report_only else ():
+    probing = cfg.probe_steps > 0 and not report_only
+    for b in cfg.bases if probing else ():
         f = out / "runs" / f"probe_{bases.tag[b]}.json"
         if _current(f):
             continue
         d = cfg.default_alignment
-        corpora.setdefault(d, ensure_corpus(cfg, d))
+        if d not in corpora:  # built once, shared with the finetune runs below
+            corpora[d] = ensure_corpus(cfg, d)
         t = time.perf_counter()
         res = head_only_ceiling(bases.cache(b, f"train:{d}", "classifier", corpora[d]),
                                 bases.cache(b, "test", "classifier"), cfg.num_classes, cfg.probe_steps)

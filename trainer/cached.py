@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -271,8 +272,6 @@ def run_cached(cfg: FinetuneConfig, *, feature_batch: int = 4) -> dict[str, Any]
     if cfg.resume:
         raise ValueError("the cached path has no resume (it is short); run without --resume")
     log_url = join_url(cfg.out, "train_log.jsonl")
-    import fsspec
-
     fs, path = fsspec.core.url_to_fs(join_url(cfg.out, "head.pt"))
     if fs.exists(path):
         raise FileExistsError(f"{cfg.out} already holds a finetune run; choose another --out")

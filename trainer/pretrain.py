@@ -204,6 +204,12 @@ def class_weights(frames: list[CityscapesFrame], num_classes: int, power: float)
     return torch.from_numpy(np.minimum(w, MAX_CLASS_WEIGHT).astype(np.float32))
 
 
+def _write_val(log: Any, step: int, miou: float) -> None:
+    """One ``val`` line of ``train_log.jsonl``."""
+    log.write((json.dumps({"event": "val", "step": step, "miou": miou}) + "\n").encode())
+    log.flush()
+
+
 def lr_factor(step: int, cfg: PretrainConfig) -> float:
     """Learning-rate multiplier at ``step`` (0-based): linear warm-up, then ``(1 - t)^power``."""
     if step < cfg.warmup:
@@ -295,15 +301,14 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
         if val and cfg.val_every and (step + 1) % cfg.val_every == 0 and step + 1 < cfg.steps:
             t_val = time.perf_counter()
             miou = evaluate_miou(model, val, device, cfg.num_classes)["miou"]
-            log.write((json.dumps({"event": "val", "step": step + 1, "miou": miou}) + "\n").encode())
-            log.flush()
+            _write_val(log, step + 1, miou)
             bar.write(f"step {step + 1}: val mIoU {100 * miou:.1f}")
             t0 += time.perf_counter() - t_val
     bar.close()
     del batches
     metrics = evaluate_miou(model, val, device, cfg.num_classes) if val else None
     if metrics is not None:
-        log.write((json.dumps({"event": "val", "step": cfg.steps, "miou": metrics["miou"]}) + "\n").encode())
+        _write_val(log, cfg.steps, metrics["miou"])
     log.close()
     model_url = join_url(cfg.out, "model.pt")
     save_checkpoint(model.cpu(), model_url, metadata={"config": cfg.to_json(), "val": metrics,
