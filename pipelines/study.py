@@ -17,8 +17,9 @@ Beside them, the **head-only ceiling** of each base model (:func:`head_only_ceil
 classifier-input features, trained on the pastes and cross-validated on the test anomalies.
 
 One augmented corpus per alignment (``stylepaste augment`` with a fixed seed, Beam in memory), shared by every
-base model and finetune seed. Point ``--world`` at a world drawn with another seed (``stylepaste world --seed 1``)
-to make choices on its anomaly and val sets; the base models and the train corpora stay the same.
+base model and finetune seed. Every run is evaluated on the test world (``--world``, reported only) and, with
+``--eval-world`` (a world drawn with another seed, ``stylepaste world --seed 1``), on the validation world, where
+choices are made; the report shows the validation world first. The train corpora always come from ``--world``.
 
 **Cached body features** (:mod:`trainer.cached`). The body is frozen, so the study computes its output once per
 (base model, corpus) (and once per base model for the test and val frames), stores it in ``cache/`` (float32 by
@@ -79,9 +80,13 @@ SCORE_TITLES: dict[str, str] = {"max_logit": "Max logit", "energy": "Energy", "m
 METRICS: tuple[str, ...] = ("auroc", "ap", "fpr95")
 METRIC_TITLES: dict[str, str] = {"auroc": "AUROC↑", "ap": "AP↑", "fpr95": "FPR95↓"}
 GROUPS: tuple[str, ...] = ("inlier", "alignment", "topk", "head")
-RECORD_VERSION = 3
+RECORD_VERSION = 4
 """Version of the per-run records; older records are run again (2: false alarms by predicted class; 3: the inlier
-term is part of the setting, default ``distill``)."""
+term is part of the setting, default ``distill``; 4: the test world is always evaluated, the validation world
+beside it under ``"validation"``)."""
+SPLITS: tuple[str, ...] = ("validation", "test")
+"""Where a run is evaluated: the validation world (``StudyConfig.eval_world``, choices are made there) and the
+test world (``StudyConfig.world``, only reported)."""
 DEFAULT_INLIER = LossConfig.inlier
 INLIER_TITLES: dict[str, str] = {
     "distill": "CE + logit distillation to the base",
@@ -140,9 +145,9 @@ class StudyConfig:
 
     Attributes:
         world: Folder written by ``stylepaste world`` (``cityscapes/``, the anomaly set).
-        eval_world: Another world whose anomaly set and val split are evaluated instead of ``world``'s (empty:
-            ``world``); the train corpora still come from ``world``. A world drawn with another seed is the
-            validation set on which choices are made; ``world``'s anomaly set only reports.
+        eval_world: The validation world: another world (drawn with another seed) whose anomaly set and val split
+            are evaluated beside ``world``'s, and on which choices are made; ``world``'s anomaly set and val split
+            only report (empty: no validation world). The train corpora always come from ``world``.
         bank: Object-bank folder (``stylepaste bank``).
         bases: Base model checkpoints (one per pretraining seed).
         out: Output folder.
@@ -652,7 +657,8 @@ class _Bases:
         return m
 
     def cache(self, base: str, what: str, head: str, source: str | None = None) -> FeatureCache:
-        """``what``: ``test``, ``val`` or ``train:<alignment>`` (``source`` = corpus folder)."""
+        """``what``: ``test`` / ``val`` (the test world's anomaly set / val split), ``validation-test`` /
+        ``validation-val`` (the validation world's) or ``train:<alignment>`` (``source`` = corpus folder)."""
         key = (base, what, head)
         if key in self._mem:
             return self._mem[key]
@@ -667,11 +673,11 @@ class _Bases:
         else:
             t = time.perf_counter()
             model = self.model(base)
-            w = Path(self.cfg.eval_world or self.cfg.world)
-            if what == "test":
+            w = Path(self.cfg.eval_world if what.startswith("validation-") else self.cfg.world)
+            if what.endswith("test"):
                 frames = dataset_frames("synthetic", str(w), self.cfg.max_test_frames)
                 c = compute_features(model, frames, head, self.dtype, 1)
-            elif what == "val":
+            elif what.endswith("val"):
                 frames = dataset_frames("cityscapes_val", str(w / "cityscapes"), self.cfg.max_val_frames)
                 c = compute_features(model, frames, head, self.dtype, 1)
             else:
@@ -681,6 +687,15 @@ class _Bases:
                            f"{len(c.ids)} frames, {time.perf_counter() - t:.1f} s")
         self._mem[key] = c
         return c
+
+    def evaluate(self, model: torch.nn.Module, base: str, head: str) -> dict[str, Any]:
+        """:func:`evaluate_cached` on the test world, with the validation world's results under ``"validation"``
+        when the study has one."""
+        res = evaluate_cached(model, head, self.cache(base, "test", head), self.cache(base, "val", head))
+        if self.cfg.eval_world:
+            res["validation"] = evaluate_cached(model, head, self.cache(base, "validation-test", head),
+                                                self.cache(base, "validation-val", head))
+        return res
 
 
 def run_order(cfg: StudyConfig) -> list[tuple[Setting, str, int]]:
@@ -741,8 +756,9 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
         if report_only:
             continue
         t = time.perf_counter()
-        res = evaluate_cached(bases.model(b), "classifier", bases.cache(b, "test", "classifier"),
-                              bases.cache(b, "val", "classifier"))
+        res = bases.evaluate(bases.model(b), b, "classifier")
+        if "validation" in res:
+            res["validation"]["miou_change"] = 0.0
         rec = {"kind": "base", "record_version": RECORD_VERSION, "base": b, "base_sha": bases.tag[b], **res,
                "miou_change": 0.0}
         f.write_text(json.dumps(rec, indent=1))
@@ -751,6 +767,7 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
         _log(cfg, f"base {Path(b).name}: " + ", ".join(
             f"{s} AP {res['metrics'][s]['ap']:.2f}" for s in SCORES) + f", mIoU {res['miou']:.2f}")
     base_miou = {r["base"]: r["miou"] for r in base_runs}
+    base_val_miou = {r["base"]: r.get("validation", {}).get("miou") for r in base_runs}
 
     corpora: dict[str, str] = {}
     probing = cfg.probe_steps > 0 and not report_only
@@ -783,7 +800,9 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
         model, log = finetune_cached(fcfg, cache, model=bases.fresh(b))
         t_ft = time.perf_counter() - t
         t = time.perf_counter()
-        res = evaluate_cached(model, st.head, bases.cache(b, "test", st.head), bases.cache(b, "val", st.head))
+        res = bases.evaluate(model, b, st.head)
+        if "validation" in res and base_val_miou.get(b) is not None:
+            res["validation"]["miou_change"] = res["validation"]["miou"] - base_val_miou[b]
         t_ev = time.perf_counter() - t
         timings["finetune"] += t_ft
         timings["evaluate"] += t_ev
@@ -812,8 +831,20 @@ def _current(record: Path) -> bool:
     return json.loads(record.read_text()).get("record_version", 1) >= RECORD_VERSION
 
 
-def collect(cfg: StudyConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The base and finetune run records in ``out/runs`` that belong to ``cfg`` (its bases, seeds, settings)."""
+def split_view(record: dict[str, Any], split: str) -> dict[str, Any] | None:
+    """A run record as seen on one of :data:`SPLITS`: its top-level results are the test world's, the validation
+    world's are under ``"validation"`` (``None`` when the record has none)."""
+    if split == "test":
+        return record
+    if split != "validation":
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    v = record.get("validation")
+    return None if v is None else {**record, **v}
+
+
+def collect(cfg: StudyConfig, split: str = "test") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The base and finetune run records in ``out/runs`` that belong to ``cfg`` (its bases, seeds, settings), as
+    seen on ``split`` (:func:`split_view`)."""
     tags = {b: _sha(b) for b in cfg.bases}
     keys = {s.key for s in cfg.settings()}
     bases, runs = [], []
@@ -827,7 +858,8 @@ def collect(cfg: StudyConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             runs.append(r)
     order = {tag: i for i, tag in enumerate(tags.values())}
     bases.sort(key=lambda r: order[r["base_sha"]])
-    return bases, runs
+    views = [[v for v in (split_view(r, split) for r in rs) if v is not None] for rs in (bases, runs)]
+    return views[0], views[1]
 
 
 def collect_probes(cfg: StudyConfig) -> list[dict[str, Any]]:
@@ -882,40 +914,56 @@ def summarize(cfg: StudyConfig, base_runs: list[dict[str, Any]], runs: list[dict
 
 def write_report(cfg: StudyConfig, *, timings: dict[str, float] | None = None,
                  seconds: float | None = None) -> dict[str, Any]:
-    """Aggregate the runs on disk into ``study.json`` and ``study.md``."""
+    """Aggregate the runs on disk into ``study.json`` and ``study.md``.
+
+    With a validation world the report has two parts: the validation world first (where choices are made), then
+    the test world (reported only); the probes of the head-only ceiling are on the test world.
+    """
     out = Path(cfg.out)
-    base_runs, runs = collect(cfg)
+    splits = SPLITS if cfg.eval_world else ("test",)
+    views = {sp: collect(cfg, sp) for sp in splits}
+    base_runs, runs = views["test"]
     summary = summarize(cfg, base_runs, runs)
+    probes = collect_probes(cfg)
     doc = {"config": json.loads(json.dumps(asdict(cfg))), "summary": summary, "base_runs": base_runs,
-           "probes": collect_probes(cfg),
-           "runs": runs, "timings": timings or {}, "seconds": seconds,
+           "probes": probes, "runs": runs, "timings": timings or {}, "seconds": seconds,
            "groups": {g: [s.key for s in v] for g, v in cfg.groups().items()}}
+    if cfg.eval_world:
+        doc["summary_validation"] = summarize(cfg, *views["validation"])
     (out / "study.json").write_text(json.dumps(doc, indent=1))
+    where = (f"evaluated on the anomaly set and val split of the validation world `{cfg.eval_world}` (where "
+             f"choices are made) and of the test world `{cfg.world}` (reported only)" if cfg.eval_world else
+             f"evaluated on the anomaly set of `{cfg.world}` ({_count(base_runs)}) and its val split")
     lines = [
         "# stylepaste study: the poster's ablations on the synthetic city", "",
         f"Base models: {len(base_runs)} ({', '.join(Path(r['base']).as_posix() for r in base_runs)}); finetune "
         f"seeds {list(cfg.seeds)}; {cfg.steps} steps, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, whole "
         f"frames without flips, head trained on cached body features ({cfg.cache_dtype}). Train corpora from "
-        f"`{cfg.world}`; evaluated on the anomaly set of `{cfg.eval_world or cfg.world}` ({_count(base_runs)}) and "
-        f"ΔmIoU on its val split against each run's base model. "
+        f"`{cfg.world}`; {where}; ΔmIoU against each run's base model. "
         f"Anomaly metrics in %, pooled over all valid pixels, exact; cells are mean ± sample std over the "
         f"(base, seed) runs (n = number of runs).", "",
-        markdown_tables(summary, cfg),
     ]
-    probes = collect_probes(cfg)
-    if probes:
-        lines += ["### Head-only ceiling (a linear probe on the frozen classifier-input features)", "",
-                  f"A 1x1 linear probe to one anomaly logit ({cfg.probe_steps} steps, class-balanced BCE), trained "
-                  f"on the pasted objects of the {cfg.default_alignment} corpus, and trained on the test anomalies "
-                  "themselves (2-fold over frames, each frame scored by the probe that did not see it). The second "
-                  "says how separable the test anomalies are in these features at all; the first, what a linear "
-                  "readout of these pastes can reach.", "", ceiling_table(cfg, base_runs, runs, probes)]
-    if len(base_runs) > 1:
-        lines += ["### Per base model (mean ± std over each base's finetune seeds)", "",
-                  per_base_table(cfg, base_runs, runs)]
-    lines += [f"### Where the false alarms are ({SCORE_TITLES[ALARM_SCORE].lower()} at its 95 % TPR threshold)", "",
-              "FPR within the inlier pixels predicted as each class, and that class's share of all false alarms, "
-              "in % (mean ± std over the runs).", "", false_alarm_table(cfg, base_runs, runs)]
+    for sp in splits:
+        b_runs, f_runs = views[sp]
+        if cfg.eval_world:
+            world = cfg.eval_world if sp == "validation" else cfg.world
+            lines += [f"## On the {sp} world (`{world}`, {_count(b_runs)})"
+                      + (": choices are made here" if sp == "validation" else ": reported only"), ""]
+        lines.append(markdown_tables(summarize(cfg, b_runs, f_runs), cfg))
+        if probes and sp == "test":
+            lines += ["### Head-only ceiling (a linear probe on the frozen classifier-input features)", "",
+                      f"A 1x1 linear probe to one anomaly logit ({cfg.probe_steps} steps, class-balanced BCE), "
+                      f"trained on the pasted objects of the {cfg.default_alignment} corpus, and trained on the test "
+                      "anomalies themselves (2-fold over frames, each frame scored by the probe that did not see "
+                      "it). The second says how separable the test anomalies are in these features at all; the "
+                      "first, what a linear readout of these pastes can reach.", "",
+                      ceiling_table(cfg, b_runs, f_runs, probes)]
+        if len(b_runs) > 1:
+            lines += ["### Per base model (mean ± std over each base's finetune seeds)", "",
+                      per_base_table(cfg, b_runs, f_runs)]
+        lines += [f"### Where the false alarms are ({SCORE_TITLES[ALARM_SCORE].lower()} at its 95 % TPR threshold)",
+                  "", "FPR within the inlier pixels predicted as each class, and that class's share of all false "
+                  "alarms, in % (mean ± std over the runs).", "", false_alarm_table(cfg, b_runs, f_runs)]
     spent = [r["seconds"] for r in runs if "seconds" in r]
     if spent:
         ft, ev = sum(s["finetune"] for s in spent), sum(s["evaluate"] for s in spent)
@@ -962,8 +1010,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--world", default="runs/world0", help="folder written by stylepaste world")
     p.add_argument("--eval-world", default="",
-                   help="evaluate on this world's anomaly set and val split instead (e.g. a validation world drawn "
-                        "with another seed); the train corpora still come from --world")
+                   help="validation world (stylepaste world --seed 1): its anomaly set and val split are evaluated "
+                        "beside --world's and the report shows them first, as the place where choices are made; "
+                        "the train corpora always come from --world")
     p.add_argument("--bank", default="runs/bank0", help="object bank folder (stylepaste bank)")
     p.add_argument("--base", action="append", required=True, help="base model checkpoint (repeat for several)")
     p.add_argument("--out", default=d.out, help="output folder")

@@ -292,3 +292,43 @@ def test_finetune_cache_features_cli_writes_the_streamed_head(tiny, tmp_path, ca
         finetune.main([*[a for a in common if a != "--no-flip"], "--out", str(tmp_path / "x"), "--cache-features"])
     assert exc.value.code == 2
     assert "flip=True" in capsys.readouterr().err
+
+
+def test_validation_world_is_evaluated_beside_the_test_world(tiny, tmp_path):
+    """With ``eval_world`` every run is evaluated on both worlds: the test world's numbers stay where they were (equal
+    to a study without a validation world), the validation world's equal a direct evaluation there, and the report
+    shows the validation world first."""
+    from dataclasses import replace
+
+    w1 = tmp_path / "world1"
+    assert world.main(["--out", str(w1), "--seed", "1", "--train", "2", "--val", "2", "--anomaly", "3",
+                       "--height", "64", "--width", "128", "--coco-images", "2", "--workers", "1",
+                       "--no-progress"]) == 0
+    cfg = replace(tiny["cfg"], eval_world=str(w1), out=str(tmp_path / "out"), alignments=("none",), ks=(5,),
+                  inliers=("distill",), seeds=(0,), probe_steps=0, default_alignment="none")
+    doc = study.run(cfg)
+    (run,) = doc["runs"]
+    (base_rec,) = doc["base_runs"]
+    plain = [r for r in tiny["doc"]["runs"] if r["key"] == run["key"] and r["seed"] == 0]
+    assert plain and run["metrics"] == plain[0]["metrics"] and run["miou"] == plain[0]["miou"]
+    assert run["validation"]["metrics"] != run["metrics"]
+    assert run["validation"]["miou_change"] == pytest.approx(run["validation"]["miou"] - base_rec["validation"]["miou"])
+
+    model = build_model("small")
+    load_checkpoint(model, tiny["base"])
+    model.eval()
+    test = cached.compute_features(model, cached.dataset_frames("synthetic", str(w1), None), "classifier",
+                                   torch.float32, 1)
+    val = cached.compute_features(model, cached.dataset_frames("cityscapes_val", str(w1 / "cityscapes"), None),
+                                  "classifier", torch.float32, 1)
+    direct = study.evaluate_cached(model, "classifier", test, val)
+    assert base_rec["validation"]["metrics"] == direct["metrics"]
+    assert base_rec["validation"]["miou"] == pytest.approx(direct["miou"])
+
+    (vbase,), (vrun,) = study.collect(cfg, "validation")
+    assert vrun["metrics"] == run["validation"]["metrics"] and vbase["miou_change"] == 0.0
+    assert doc["summary_validation"]["settings"][run["key"]]["n"] == 1
+    md = (Path(cfg.out) / "study.md").read_text()
+    assert 0 <= md.index("## On the validation world") < md.index("## On the test world")
+    with pytest.raises(ValueError, match="split must be one of"):
+        study.split_view(run, "train")
