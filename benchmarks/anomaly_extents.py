@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipelines.world import component_extents, extent_summary  # noqa: E402
+from synthetic.world import component_extents, extent_summary  # noqa: E402
 from schemas.codecs import decode_png  # noqa: E402
 
 

@@ -56,7 +56,7 @@ def full_res_city(root: Path, n: int) -> str:
     """``n`` 2048x1024 frames: the real samples under new ids, else synthetic frames at that size."""
     src = SAMPLES / "cityscapes"
     if not (src / "leftImg8bit" / "train").is_dir():
-        from pipelines import world
+        from synthetic import world
 
         world.main(["--out", str(root / "world_full"), "--train", str(n), "--val", "0", "--anomaly", "0",
                     "--height", "1024", "--width", "2048", "--coco-images", "0", "--no-progress"])
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="bench_augment_"))
     root.mkdir(parents=True, exist_ok=True)
-    from pipelines import world
+    from synthetic import world
 
     t0 = time.perf_counter()
     world.main(["--out", str(root / "world"), "--train", str(args.demo_frames), "--val", "0", "--anomaly", "0",

@@ -1,7 +1,7 @@
 """Benchmark: object-bank throughput (objects per second) with 1 and 2 DirectRunner workers.
 
 Runs ``stylepaste bank`` (:func:`pipelines.bank.run`) on the synthetic city's COCO layout (written first by
-:mod:`pipelines.world`, ``--images`` photographs) or on ``--coco ROOT``, once per configuration:
+:mod:`synthetic.world`, ``--images`` photographs) or on ``--coco ROOT``, once per configuration:
 
 * ``core``: the pure per-image function (:func:`pipelines.coco.cut_image_objects` + style statistics) in a
   loop in this process, one torch thread: the work without Beam;
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bank-bench-") as tmp:
         coco = args.coco
         if coco is None:
-            from pipelines import world
+            from synthetic import world
 
             t = time.perf_counter()
             world.generate_world(world.WorldConfig(out=f"{tmp}/world", train=0, val=0, anomaly=0,

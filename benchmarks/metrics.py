@@ -103,7 +103,7 @@ class PeakMemory:
 
 
 def run_ours(settings: Settings) -> dict:
-    from trainer.metrics import AnomalyMetrics
+    from evaluation.metrics import AnomalyMetrics
 
     metric = AnomalyMetrics()
     scores, labels = make_frame(settings, 0)

@@ -19,7 +19,10 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY style_transfer ./style_transfer
 COPY pipelines ./pipelines
+COPY synthetic ./synthetic
+COPY evaluation ./evaluation
 COPY trainer ./trainer
-RUN pip install --no-deps . && python -c "import pipelines.cli, style_transfer, schemas"
+COPY stylepaste ./stylepaste
+RUN pip install --no-deps . && python -c "import stylepaste.cli, style_transfer, schemas"
 
 # Keep the Beam boot entrypoint of the base image: the runner starts the SDK harness through it.

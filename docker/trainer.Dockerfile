@@ -21,7 +21,10 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY style_transfer ./style_transfer
 COPY pipelines ./pipelines
+COPY synthetic ./synthetic
+COPY evaluation ./evaluation
 COPY trainer ./trainer
+COPY stylepaste ./stylepaste
 RUN pip install --no-deps . && stylepaste --help >/dev/null
 
 ENTRYPOINT []

@@ -38,7 +38,6 @@ import argparse
 import io
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -88,6 +87,7 @@ from schemas.codecs import (
 from schemas.labels import LABEL_BY_NAME, TRAIN_CLASSES
 from schemas.manifest import open_shard, read_manifest, resolve_shards
 from schemas.rng import rng_for
+from schemas.runtime import acquire_torch_threads, process_id, release_torch_threads
 
 STAGE = "augment"
 """Stage name recorded in reject records."""
@@ -320,21 +320,6 @@ class _Clock:
         self.counter.inc(int((time.perf_counter() - self.start) * 1e6))
 
 
-def _process_id() -> tuple[str, int]:
-    import socket
-
-    return socket.gethostname(), os.getpid()
-
-
-def _set_threads(n: int | None, launcher: tuple[str, int]) -> None:
-    """``torch.set_num_threads(n)`` in a worker process; the process that launched the pipeline is left alone
-    (with the in-memory DirectRunner the DoFns run inside the caller's process)."""
-    if n is not None and _process_id() != launcher:
-        import torch
-
-        torch.set_num_threads(int(n))
-
-
 # ------------------------------------------------------------------------------------------------- reading
 def _read_bytes(url: str) -> bytes:
     with fsspec.open(url, "rb") as f:
@@ -524,10 +509,14 @@ class _RegroupedFrameFn(beam.DoFn):
 
     def __init__(self, cfg: AugmentConfig) -> None:
         self._cfg = cfg
-        self._launcher = _process_id()
+        self._launcher = process_id()
+        self._threads = False
 
     def setup(self) -> None:
-        _set_threads(self._cfg.torch_threads, self._launcher)
+        self._threads = acquire_torch_threads(self._cfg.torch_threads, launcher=self._launcher)
+
+    def teardown(self) -> None:
+        release_torch_threads(self._threads)
 
     @staticmethod
     def _the_job(fid: str, groups: dict[str, list], what: str) -> Any:

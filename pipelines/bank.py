@@ -34,6 +34,7 @@ from pipelines.coco import (
 from schemas.arrow import OBJECT_BANK
 from schemas.codecs import PNG_COMPRESS_LEVEL, read_rgb
 from schemas.manifest import Manifest, join_url
+from schemas.runtime import acquire_torch_threads, release_torch_threads
 
 
 @dataclass(frozen=True)
@@ -183,15 +184,16 @@ class CutObjectsFn(beam.DoFn):
         self._rules = rules
         self._images_url = images_url
         self._stats = None
+        self._threads = False
 
     def setup(self) -> None:
         from style_transfer.stats import image_style_stats
 
-        beam_io.acquire_single_torch_thread()
+        self._threads = acquire_torch_threads(1)
         self._stats = image_style_stats
 
     def teardown(self) -> None:
-        beam_io.release_single_torch_thread()
+        release_torch_threads(self._threads)
 
     def process(self, task: dict[str, Any]):
         reads = []

@@ -665,39 +665,3 @@ def run_to_completion(pipeline: beam.Pipeline) -> None:
     state = result.wait_until_finish()
     if state is not None and state != PipelineState.DONE:
         raise RuntimeError(f"pipeline finished in state {state}, not DONE")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Torch threads inside workers
-
-_TORCH_USERS = 0
-_TORCH_SAVED_THREADS: int | None = None
-
-
-def acquire_single_torch_thread() -> None:
-    """Make torch use one intra-op thread while a DoFn instance lives (call from ``DoFn.setup``).
-
-    Worker processes of the multi-processing DirectRunner (and remote runners) run side by side on the same
-    cores; one thread each avoids oversubscription and keeps float reductions independent of the core count.
-    Reference-counted, so that in-process runners restore the caller's setting when the last DoFn tears down.
-    """
-    global _TORCH_USERS, _TORCH_SAVED_THREADS
-    import torch
-
-    if _TORCH_USERS == 0:
-        _TORCH_SAVED_THREADS = torch.get_num_threads()
-        torch.set_num_threads(1)
-    _TORCH_USERS += 1
-
-
-def release_single_torch_thread() -> None:
-    """Undo one :func:`acquire_single_torch_thread` (call from ``DoFn.teardown``)."""
-    global _TORCH_USERS, _TORCH_SAVED_THREADS
-    if _TORCH_USERS == 0:
-        return
-    _TORCH_USERS -= 1
-    if _TORCH_USERS == 0 and _TORCH_SAVED_THREADS is not None:
-        import torch
-
-        torch.set_num_threads(_TORCH_SAVED_THREADS)
-        _TORCH_SAVED_THREADS = None

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from apache_beam.ml.inference.base import ModelHandler
 from torch import nn
 
+from schemas.runtime import acquire_torch_threads, check_device_name, resolve_device
 from style_transfer.aligners import DEFAULT_ALIGNER, Aligner, get_aligner
 from style_transfer.stats import NUM_STATS, style_stats
 
 #: Accepted ``device`` values (``"cuda:N"`` is accepted too).
-DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 #: Accepted ``batch_shape`` values.
 BATCH_SHAPES: tuple[str, ...] = ("pad", "resize", "group")
 
@@ -96,30 +96,6 @@ class AlignRequest:
         object.__setattr__(self, "seed", int(self.seed))
 
 
-def resolve_device(device: str) -> torch.device:
-    """Map "cpu" | "cuda" | "cuda:N" | "auto" to a torch device available here.
-
-    Raises:
-        ValueError: For another value.
-        RuntimeError: If a CUDA device is asked for and none is available.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device {device!r} was requested but this worker has no usable CUDA GPU "
-                "(torch.cuda.is_available() is False); use --device cpu or --device auto"
-            )
-        index = int(device[5:]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {device!r} was requested but only {torch.cuda.device_count()} GPU(s) exist")
-        return torch.device(device)
-    raise ValueError(f"device must be one of {list(DEVICES)} or 'cuda:N', got {device!r}")
-
-
 def _to_float(image: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float().div_(255.0)
 
@@ -172,8 +148,7 @@ class AlignerModelHandler(ModelHandler[tuple[Any, AlignRequest], tuple[Any, np.n
         num_threads: int | None = None,
         share_model_across_processes: bool = False,
     ) -> None:
-        if not isinstance(device, str) or not (device in DEVICES or device.startswith("cuda:")):
-            raise ValueError(f"device must be one of {list(DEVICES)} or 'cuda:N', got {device!r}")
+        check_device_name(device)
         if batch_shape not in BATCH_SHAPES:
             raise ValueError(f"batch_shape must be one of {list(BATCH_SHAPES)}, got {batch_shape!r}")
         if batch_shape == "resize":
@@ -199,8 +174,7 @@ class AlignerModelHandler(ModelHandler[tuple[Any, AlignRequest], tuple[Any, np.n
 
     def load_model(self) -> nn.Module:
         """Build the aligner on this worker's device (called once per worker process by RunInference)."""
-        if self.num_threads is not None:
-            torch.set_num_threads(self.num_threads)
+        acquire_torch_threads(self.num_threads)  # held for the worker's life
         device = resolve_device(self.device)
         model = get_aligner(self.aligner_name, **self.aligner_params)
         return model.to(device).eval()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import STAGES
+from stylepaste.cli import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = ("pipeline", "trainer")

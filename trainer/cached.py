@@ -158,8 +158,8 @@ def shard_frames(urls: Sequence[str]) -> Iterator[tuple[str, np.ndarray, np.ndar
 
 
 def dataset_frames(name: str, root: str, limit: int | None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Frames of an evaluation dataset (:func:`trainer.datasets.open_dataset`)."""
-    from trainer.datasets import open_dataset
+    """Frames of an evaluation dataset (:func:`evaluation.datasets.open_dataset`)."""
+    from evaluation.datasets import open_dataset
 
     ds = open_dataset(name, root)
     n = len(ds) if limit is None else min(limit, len(ds))

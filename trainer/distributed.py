@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from schemas.runtime import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -63,17 +65,12 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistInf
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
-        dev = torch.device(f"cuda:{local}") if device == "cuda" else torch.device(device)
+    try:  # "cuda" is this rank's GPU, cuda:LOCAL_RANK
+        dev = resolve_device(f"cuda:{local}" if device == "cuda" and world > 1 else device)
+    except RuntimeError as err:
+        raise ValueError(str(err)) from None
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     backend = ""
     if world > 1:
         backend = "nccl" if dev.type == "cuda" else "gloo"

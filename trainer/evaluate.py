@@ -1,153 +1,33 @@
 """``stylepaste evaluate``: anomaly benchmarks and Cityscapes mIoU for one or two checkpoints.
 
 For every model, dataset and score the evaluator pools all valid pixels of the dataset and computes exact
-AUROC, AP and FPR at 95 % TPR (:class:`trainer.metrics.AnomalyMetrics`); on a Cityscapes-layout split it
+AUROC, AP and FPR at 95 % TPR (:class:`evaluation.metrics.AnomalyMetrics`); on a Cityscapes-layout split it
 computes the 19-class mIoU instead (and its change from the base model when one is given). It writes a
 results table in the poster's format (markdown, CSV, JSON), ROC and precision-recall curves, and overlays
 of the hardest frames (frame, ground truth, anomaly heat map side by side).
 
-Each frame is evaluated in one full-image pass, as Meta-OoD, PEBAL and the poster do for anomaly sets.
+This module builds the models from their checkpoints; the loop and the report are :mod:`evaluation.loop`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from schemas.labels import NUM_CLASSES
+from evaluation import loop
+from evaluation.loop import BuiltModel
+from evaluation.report import markdown_table
+from evaluation.results import EvaluateConfig, EvaluationResult, ModelSpec
+from evaluation.scores import ALL_SCORES
+from schemas.runtime import resolve_device
 from trainer.checkpoint import checkpoint_info, load_checkpoint
-from trainer.datasets import AnomalyDataset, Sample, open_dataset
-from trainer.metrics import AnomalyMetrics, FalseAlarmsByClass, SegmentationMetrics
 from trainer.models import build_model, normalize
-from trainer.scores import ScoreName, SMLStatistics, SMLStats, anomaly_score
-
-SEGMENTATION_DATASETS: frozenset[str] = frozenset({"cityscapes_val", "cityscapes"})
-"""Dataset names evaluated for segmentation (mIoU) rather than anomaly detection."""
-
-ALL_SCORES: tuple[str, ...] = tuple(s.value for s in ScoreName)
-OVERLAY_SCORE_PREFERENCE: tuple[str, ...] = ("energy", "max_logit", "max_min", "sml", "entropy", "msp")
-SCORE_TITLES: dict[str, str] = {
-    "msp": "MSP", "max_logit": "Max logit", "entropy": "Entropy", "energy": "Energy",
-    "sml": "SML", "max_min": "Max-min logit",
-}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model to evaluate.
-
-    Attributes:
-        label: Name in the tables (``finetuned``, ``base``, ...).
-        checkpoint: fsspec URL of the checkpoint.
-        arch: Architecture (``wrn38``, ``r101``, ``small``); ``None`` reads it from our own checkpoints.
-        scores: Anomaly scores to compute for this model.
-    """
-
-    label: str
-    checkpoint: str
-    arch: str | None
-    scores: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """Settings of ``stylepaste evaluate``.
-
-    Attributes:
-        models: The models; the first is the primary one (its hardest frames are drawn), a model labelled
-            like :attr:`base_label` is the reference of the mIoU change.
-        datasets: ``(name, root)`` pairs, names as :func:`trainer.datasets.open_dataset` takes them.
-        out: Output folder (local path).
-        base_label: Label of the model the mIoU change is measured against.
-        sml_train: Cityscapes-layout root whose train split gives the SML class statistics.
-        sml_frames: Frames of that split used for the statistics.
-        smooth_sigma: Gaussian smoothing of every score map (0 = none).
-        overlays: Number of hardest frames drawn per anomaly dataset.
-        overlay_score: Score used to rank and draw the hardest frames (default: energy, else the first).
-        max_frames: Evaluate at most this many frames per dataset (None = all).
-        fpr_mode: ``first`` (Fishyscapes/SMIYC) or ``closest`` (PEBAL) FPR at 95 % TPR.
-        false_alarm_stride: The false alarms by predicted class are counted on every N-th inlier pixel
-            (1 = exact; 0 = not at all).
-        device: ``auto``, ``cpu`` or ``cuda``.
-        progress: Show progress bars.
-    """
-
-    models: tuple[ModelSpec, ...]
-    datasets: tuple[tuple[str, str], ...]
-    out: str
-    base_label: str = "base"
-    sml_train: str | None = None
-    sml_frames: int = 100
-    smooth_sigma: float = 0.0
-    overlays: int = 4
-    overlay_score: str | None = None
-    max_frames: int | None = None
-    fpr_mode: str = "first"
-    false_alarm_stride: int = 16
-    device: str = "auto"
-    progress: bool = True
-
-
-@dataclass
-class EvaluationResult:
-    """What :func:`evaluate` measured.
-
-    Attributes:
-        rows: One dict per (model, score, dataset): ``auroc``, ``ap``, ``fpr95``, pixel counts.
-        miou: ``{model: {dataset: mIoU in %}}``.
-        miou_change: ``{model: {dataset: change in points from the base model}}``.
-        hardest: ``{dataset: [(sample_id, frame AP), ...]}`` of the primary model, hardest first.
-        false_alarms: Per (model, dataset) with the overlay score: ``{"model", "score", "dataset",
-            "threshold", "stride", "classes": [per-class dict of FalseAlarmsByClass.compute]}``.
-        files: Paths of everything written.
-        seconds: Wall time.
-    """
-
-    rows: list[dict] = field(default_factory=list)
-    miou: dict[str, dict[str, float]] = field(default_factory=dict)
-    miou_change: dict[str, dict[str, float]] = field(default_factory=dict)
-    hardest: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    false_alarms: list[dict] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def lookup(self, model: str, score: str, dataset: str) -> dict:
-        """The row of one (model, score, dataset).
-
-        Raises:
-            KeyError: If it was not evaluated.
-        """
-        for r in self.rows:
-            if (r["model"], r["score"], r["dataset"]) == (model, score, dataset):
-                return r
-        raise KeyError(f"no result for model={model!r} score={score!r} dataset={dataset!r}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """Map ``auto``/``cpu``/``cuda`` to a device.
-
-    Raises:
-        RuntimeError: If ``cuda`` is asked for and no GPU is visible.
-        ValueError: For other names.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {name} was asked for, but torch sees no CUDA device")
-        return torch.device(name)
-    raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
 
 
 def load_model(spec: ModelSpec, device: torch.device) -> torch.nn.Module:
@@ -179,178 +59,22 @@ def predict(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> 
     return model(normalize(x)).float().cpu()
 
 
-def _iter_samples(ds: AnomalyDataset, limit: int | None) -> Iterator[Sample]:
-    n = len(ds) if limit is None else min(len(ds), limit)
-    for i in range(n):
-        yield ds[i]
-
-
-def _progress(it, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return it
-    from tqdm import tqdm
-
-    return tqdm(it, total=total, desc=desc, unit="frame", dynamic_ncols=True, leave=False, file=sys.stderr)
-
-
-def gather_sml_stats(model: torch.nn.Module, root: str, frames: int, device: torch.device,
-                     progress: bool) -> SMLStatistics:
-    """Class-wise max-logit statistics over a Cityscapes-layout train split (SML's first step)."""
-    from schemas.cityscapes import list_frames, read_image
-
-    stats = SMLStats(num_classes=19)
-    todo = list_frames(root, "train")[: max(1, frames)]
-    for fr in _progress(todo, len(todo), "sml statistics", progress):
-        stats.update(predict(model, read_image(fr), device))
-    return stats.compute(fill_missing=True)
-
-
-def frame_ap(scores: np.ndarray, label: np.ndarray) -> float:
-    """Exact AP of one frame, NaN when it has no anomaly or no inlier pixel."""
-    pos = int((label == 1).sum())
-    neg = int((label == 0).sum())
-    if pos == 0 or neg == 0:
-        return float("nan")
-    m = AnomalyMetrics(num_threads=1)
-    m.update(scores, label)
-    return float(m.compute()["ap"])
-
-
-def _pick_overlay_score(scores: tuple[str, ...], wanted: str | None) -> str:
-    if wanted is not None:
-        if wanted not in scores:
-            raise ValueError(f"--overlay-score {wanted!r} is not among the primary model's scores {list(scores)}")
-        return wanted
-    return next((s for s in OVERLAY_SCORE_PREFERENCE if s in scores), scores[0])
+def built_model(spec: ModelSpec, device: torch.device) -> BuiltModel:
+    """``spec``'s checkpoint as a :class:`evaluation.loop.BuiltModel`."""
+    model = load_model(spec, device)
+    return BuiltModel(predict=lambda image: predict(model, image, device),
+                      num_classes=getattr(model, "num_classes", 19))
 
 
 def evaluate(cfg: EvaluateConfig) -> EvaluationResult:
-    """Run the evaluation and write the report.
-
-    Args:
-        cfg: Settings.
-
-    Returns:
-        The measured numbers and written files.
+    """Load every model of ``cfg`` from its checkpoint, run :func:`evaluation.loop.evaluate` and write the report.
 
     Raises:
         ValueError: For unknown scores or datasets, or ``sml`` without ``sml_train``.
     """
-    from trainer import report
-
-    start = time.perf_counter()
-    if not cfg.models:
-        raise ValueError("evaluate needs at least one model")
-    if not cfg.datasets:
-        raise ValueError("evaluate needs at least one --dataset NAME=ROOT")
-    for spec in cfg.models:
-        bad = [s for s in spec.scores if s not in ALL_SCORES]
-        if bad:
-            raise ValueError(f"unknown scores {bad} for model {spec.label!r}; allowed: {list(ALL_SCORES)}")
-        if "sml" in spec.scores and cfg.sml_train is None:
-            raise ValueError("the sml score needs --sml-train ROOT (a Cityscapes-layout folder with a train split)")
+    loop.check_config(cfg)
     device = resolve_device(cfg.device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    datasets = [(name, open_dataset(name, root)) for name, root in cfg.datasets]
-    result = EvaluationResult()
-    primary = cfg.models[0]
-    overlay_score = _pick_overlay_score(primary.scores, cfg.overlay_score)
-    frame_aps: dict[str, list[tuple[float, int, str]]] = {}
-    curves_by_ds: dict[str, list[tuple[str, dict[str, np.ndarray], dict]]] = {}
-
-    reference = None
-    for spec in cfg.models:
-        model = load_model(spec, device)
-        sml_stats = None
-        if "sml" in spec.scores:
-            sml_stats = gather_sml_stats(model, cfg.sml_train, cfg.sml_frames, device, cfg.progress)
-        for name, ds in datasets:
-            n = len(ds) if cfg.max_frames is None else min(len(ds), cfg.max_frames)
-            it = _progress(_iter_samples(ds, cfg.max_frames), n, f"{spec.label}/{name}", cfg.progress)
-            if _is_segmentation(name):
-                seg = SegmentationMetrics(num_classes=19)
-                for sample in it:
-                    seg.update(predict(model, sample.image, device).argmax(1)[0].numpy(), sample.label)
-                result.miou.setdefault(spec.label, {})[name] = 100.0 * float(seg.compute()["miou"])
-                continue
-            metrics = {s: AnomalyMetrics(fpr_mode=cfg.fpr_mode) for s in spec.scores}
-            alarms = None
-            if cfg.false_alarm_stride > 0 and overlay_score in spec.scores:
-                alarms = FalseAlarmsByClass(num_classes=getattr(model, "num_classes", NUM_CLASSES),
-                                            stride=cfg.false_alarm_stride)
-            for idx, sample in enumerate(it):
-                logits = predict(model, sample.image, device)
-                for s in spec.scores:
-                    smap = anomaly_score(s, logits, sml_stats=sml_stats, smooth_sigma=cfg.smooth_sigma)[0].numpy()
-                    metrics[s].update(smap, sample.label)
-                    if alarms is not None and s == overlay_score:
-                        alarms.update(smap, sample.label, logits.argmax(1)[0].numpy())
-                    if spec is primary and s == overlay_score:
-                        frame_aps.setdefault(name, []).append((frame_ap(smap, sample.label), idx, sample.sample_id))
-            for s, m in metrics.items():
-                values = m.compute()
-                result.rows.append({
-                    "model": spec.label, "score": s, "dataset": name,
-                    "auroc": 100.0 * float(values["auroc"]), "ap": 100.0 * float(values["ap"]),
-                    "fpr95": 100.0 * float(values["fpr95"]),
-                    "num_pos": int(values["num_pos"]), "num_neg": int(values["num_neg"]),
-                })
-                curves_by_ds.setdefault(name, []).append(
-                    (f"{spec.label} {SCORE_TITLES[s]}", report.thin_curves(m.curves()), values))
-                if alarms is not None and s == overlay_score and values["num_pos"] and values["num_neg"]:
-                    result.false_alarms.append({
-                        "model": spec.label, "score": s, "dataset": name,
-                        "threshold": float(values["fpr95_threshold"]), "stride": cfg.false_alarm_stride,
-                        "classes": alarms.compute(values["fpr95_threshold"])})
-        if spec is primary:
-            primary_model, primary_sml = model, sml_stats
-        elif spec.label == cfg.base_label and overlay_score in spec.scores and cfg.overlays > 0:
-            reference = (spec, model, sml_stats)  # its heat map goes beside the primary one in the overlays
-        else:
-            del model
-
-    base = cfg.base_label
-    if base in result.miou:
-        for label, per_ds in result.miou.items():
-            if label == base:
-                continue
-            result.miou_change[label] = {
-                d: v - result.miou[base][d] for d, v in per_ds.items() if d in result.miou[base]}
-
-    for name, ds in datasets:
-        ranked = sorted((x for x in frame_aps.get(name, []) if not math.isnan(x[0])), key=lambda x: (x[0], x[1]))
-        hardest = ranked[: cfg.overlays]
-        result.hardest[name] = [(sid, ap) for ap, _, sid in hardest]
-        for rank, (ap, idx, sid) in enumerate(hardest):
-            sample = ds[idx]
-            logits = predict(primary_model, sample.image, device)
-            smap = anomaly_score(overlay_score, logits, sml_stats=primary_sml,
-                                 smooth_sigma=cfg.smooth_sigma)[0].numpy()
-            maps = [smap]
-            titles = [f"{primary.label} {SCORE_TITLES[overlay_score]} | frame AP {100 * ap:.1f}"]
-            if reference is not None:
-                ref_spec, ref_model, ref_sml = reference
-                rmap = anomaly_score(overlay_score, predict(ref_model, sample.image, device), sml_stats=ref_sml,
-                                     smooth_sigma=cfg.smooth_sigma)[0].numpy()
-                maps.append(rmap)
-                titles.append(f"{ref_spec.label} | frame AP {100 * frame_ap(rmap, sample.label):.1f}")
-            path = out / "overlays" / name / f"{rank:02d}_{_safe(sid)}.png"
-            report.write_overlay(path, sample.image, sample.label, maps, title=titles)
-            result.files.append(str(path))
-
-    result.seconds = time.perf_counter() - start
-    result.files += report.write_tables(out, result, cfg)
-    result.files += report.write_curves(out, curves_by_ds)
-    return result
-
-
-def _is_segmentation(name: str) -> bool:
-    return name.lower().replace("-", "_") in SEGMENTATION_DATASETS
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
+    return loop.evaluate(cfg, lambda spec: built_model(spec, device))
 
 
 def parse_dataset(text: str) -> tuple[str, str]:
@@ -444,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     cfg = config_from_args(args)
     result = evaluate(cfg)
-    from trainer.report import markdown_table
-
     print(markdown_table(result))
     print(f"\nwrote {len(result.files)} files to {cfg.out} in {result.seconds:.1f} s")
     (Path(cfg.out) / "config.json").write_text(json.dumps(asdict(cfg), indent=2))

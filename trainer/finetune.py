@@ -63,8 +63,8 @@ from trainer.distributed import (
     shutdown,
 )
 from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict, load_head_state_dict
-from trainer.losses import INLIER_KINDS, LOSS_KINDS, LossConfig, energy
-from trainer.metrics import AnomalyMetrics
+from trainer.losses import INLIER_KINDS, LOSS_KINDS, LossConfig
+from evaluation.loop import LogitsEvaluator
 from trainer.models import ARCHS, HEADS, build_model, head_modules, normalize
 
 STATE_FORMAT = "stylepaste-finetune/1"
@@ -244,20 +244,6 @@ def save_finetuned(model: torch.nn.Module, cfg: FinetuneConfig, head: dict[str, 
 # ------------------------------------------------------------------------------------------- validation
 
 
-def anomaly_score(logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-pixel anomaly score from logits [B, C, H, W] -> [B, H, W] (higher = more anomalous).
-
-    Args:
-        logits: Raw logits.
-        kind: ``energy`` (``-logsumexp``) or ``max_logit`` (``-max``).
-    """
-    if kind == "energy":
-        return energy(logits)
-    if kind == "max_logit":
-        return -logits.float().amax(dim=1)
-    raise ValueError(f"score must be one of {VAL_SCORES}, got {kind!r}")
-
-
 def to_anomaly_labels(labels: torch.Tensor) -> torch.Tensor:
     """Augmented-frame labels -> anomaly labels: 254 -> 1, class ids -> 0, 255 -> 255."""
     labels = labels.long()
@@ -289,14 +275,15 @@ def evaluate_pasted_ap(model: torch.nn.Module, urls: Sequence[str], *, score: st
     model.eval()
     device = torch.device(device)
     stream = ShardStream(list(urls), shuffle=False, rank=0, world_size=1, uneven="none", epochs=1)
-    metric = AnomalyMetrics()
+    ev = LogitsEvaluator((score,))
+    metric = ev.anomaly[score]
     frames = ood = 0
     loader = DataLoader(stream, batch_size=1, num_workers=workers)
     for batch in loader:
         x = normalize(batch["image"].to(device))
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(x)
-        metric.update(anomaly_score(logits.float(), score), to_anomaly_labels(batch["label"].to(device)))
+        ev.update_anomaly(logits.float(), to_anomaly_labels(batch["label"]))
         frames += 1
         ood += int((batch["label"] == OOD).sum())
         if max_frames is not None and frames >= max_frames:

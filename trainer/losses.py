@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from evaluation.scores import energy
 from schemas.labels import IGNORE, OOD
 
 LOSS_KINDS: tuple[str, ...] = ("topk_ovr", "entropy", "energy")
@@ -186,11 +187,6 @@ def entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if ood.shape[0] == 0:
         return _zero(logits)
     return -F.log_softmax(ood, dim=1).mean()
-
-
-def energy(logits: torch.Tensor) -> torch.Tensor:
-    """Free energy ``-logsumexp`` over classes: [B, C, H, W] -> [B, H, W] (higher = more anomalous)."""
-    return -torch.logsumexp(logits.float(), dim=1)
 
 
 def energy_margin_loss(logits: torch.Tensor, labels: torch.Tensor, m_in: float = -25.0,

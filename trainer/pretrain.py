@@ -42,9 +42,10 @@ from schemas.cityscapes import CityscapesFrame, list_frames, read_image, read_tr
 from schemas.labels import IGNORE, NUM_CLASSES
 from schemas.manifest import join_url
 from schemas.rng import rng_for
+from schemas.runtime import resolve_device
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import Augment, augment_frame, parse_pair
-from trainer.metrics import SegmentationMetrics
+from evaluation.metrics import SegmentationMetrics
 from trainer.models import ARCHS, build_model, normalize
 
 
@@ -230,7 +231,7 @@ def evaluate_miou(model: torch.nn.Module, frames: list[CityscapesFrame], device:
         num_classes: Evaluated classes.
 
     Returns:
-        :meth:`trainer.metrics.SegmentationMetrics.compute` plus ``frames``.
+        :meth:`evaluation.metrics.SegmentationMetrics.compute` plus ``frames``.
     """
     was = model.training
     model.eval()
@@ -251,8 +252,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     """
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
     train = list_frames(cfg.cityscapes, cfg.train_split)
     val = list_frames(cfg.cityscapes, cfg.val_split) if cfg.val_split else []
     torch.manual_seed(cfg.seed)

@@ -65,7 +65,7 @@ def _rows(out: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    from pipelines import world as world_stage
+    from synthetic import world as world_stage
 
     root = tmp_path_factory.mktemp("world")
     rc = world_stage.main(["--out", str(root), "--train", "6", "--val", "0", "--anomaly", "0", "--height", "64",
@@ -93,7 +93,7 @@ def test_help_lists_every_option(capsys):
                 "--min-contrast", "--class-balanced", "--perspective", "--candidates-per-slot", "--runner",
                 "--direct_num_workers"):
         assert opt in text
-    from pipelines.cli import STAGES
+    from stylepaste.cli import STAGES
 
     assert STAGES["augment"][0] == "pipelines.augment"
 

@@ -136,8 +136,8 @@ def test_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory) -> str:
-    """COCO layout of a tiny synthetic city (pipelines.world)."""
-    world = pytest.importorskip("pipelines.world")
+    """COCO layout of a tiny synthetic city (synthetic.world)."""
+    world = pytest.importorskip("synthetic.world")
     root = tmp_path_factory.mktemp("world")
     world.generate_world(world.WorldConfig(out=str(root), train=0, val=0, anomaly=0, coco_images=5,
                                            coco_min_side=128, coco_max_side=160, workers=1))

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import world
+from synthetic import world
 from trainer.checkpoint import save_checkpoint
 from trainer.evaluate import EvaluateConfig, ModelSpec, evaluate, main
 from trainer.models import build_model
-from trainer.report import overlay_panels
+from evaluation.report import overlay_panels
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+
+
+class _BeamImportNoise(logging.Filter):
+    """Drop apache-beam's import-time warning about the optional BigQuery client (apitools), which no stage uses
+    and which would otherwise open every ``--help``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
 
 # Stage name -> (module exposing ``main(argv) -> int``, one-line description).
 STAGES: dict[str, tuple[str, str]] = {
-    "world": ("pipelines.world", "write the synthetic city in real dataset layouts"),
+    "world": ("synthetic.world", "write the synthetic city in real dataset layouts"),
     "bank": ("pipelines.bank", "cut COCO instance masks into an object bank of Parquet shards (Beam)"),
     "augment": ("pipelines.augment", "paste style-aligned bank objects into Cityscapes frames -> training shards"),
-    "study": ("pipelines.study", "the poster's ablations on the synthetic city (alignment, top-k, head), mean ± std"),
+    "study": ("stylepaste.study", "the poster's ablations on the synthetic city (alignment, top-k, head), mean ± std"),
     "pretrain": ("trainer.pretrain", "train a segmentation model from scratch on a Cityscapes layout (demo model)"),
     "finetune": ("trainer.finetune", "finetune only the classification head on augmented-frame shards"),
     "evaluate": ("trainer.evaluate", "anomaly benchmarks (AUROC, AP, FPR95) and mIoU; tables, curves, overlays"),
-    "demo": ("pipelines.demo", "run the main job end to end on the synthetic city"),
+    "demo": ("stylepaste.demo", "run the main job end to end on the synthetic city"),
 }
 
 
@@ -45,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     stage, rest = args[0], args[1:]
+    logging.getLogger().addFilter(_BeamImportNoise())
     if stage not in STAGES:
         print(f"stylepaste: unknown stage {stage!r}; choose one of {', '.join(STAGES)}\n", file=sys.stderr)
         print(_usage(), file=sys.stderr)

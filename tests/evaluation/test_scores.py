@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from trainer.scores import (
+from evaluation.scores import (
     ScoreName,
     SMLStatistics,
     SMLStats,

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import cli
-from pipelines.demo import DEMO_CHECKPOINT, DemoConfig, run
+from stylepaste import cli
+from stylepaste.demo import DEMO_CHECKPOINT, DemoConfig, run
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.models import build_model
 
@@ -74,7 +74,7 @@ def test_every_stage_help_is_clean_in_a_fresh_interpreter():
 
     script = (
         "import contextlib, io, sys\n"
-        "from pipelines import cli\n"
+        "from stylepaste import cli\n"
         "for stage in cli.STAGES:\n"
         "    out = io.StringIO()\n"
         "    with contextlib.redirect_stdout(out):\n"

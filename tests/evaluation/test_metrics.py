@@ -13,7 +13,7 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from trainer.metrics import (
+from evaluation.metrics import (
     SIOU_THRESHOLDS,
     AnomalyMetrics,
     ComponentMetrics,
@@ -293,7 +293,7 @@ def test_sync_is_a_no_op_without_distributed():
 _SYNC_SCRIPT = """
 import sys, json
 import numpy as np, torch, torch.distributed as dist
-from trainer.metrics import AnomalyMetrics, ComponentMetrics, SegmentationMetrics
+from evaluation.metrics import AnomalyMetrics, ComponentMetrics, SegmentationMetrics
 rank, path = int(sys.argv[1]), sys.argv[2]
 dist.init_process_group("gloo", init_method="file://" + path + "/rdv", rank=rank, world_size=2)
 rng = np.random.default_rng(rank)

@@ -209,7 +209,7 @@ def city_frame_id(split: str, index: int) -> tuple[str, str]:
 
 
 def _city_task(seed: int, split: str, index: int, height: int, width: int) -> dict:
-    from pipelines.world_city import render_city_frame
+    from synthetic.city import render_city_frame
 
     city, fid = city_frame_id(split, index)
     frame = render_city_frame(rng_for(seed, ("cityscapes", split, index)), height, width)
@@ -246,7 +246,7 @@ def fishyscapes_labels(label_ids: np.ndarray, anomaly: np.ndarray) -> np.ndarray
 
 
 def _anomaly_task(seed: int, index: int, height: int, width: int, anomaly_scale: float = 1.0) -> dict:
-    from pipelines.world_city import render_city_frame
+    from synthetic.city import render_city_frame
 
     # Redraw (with a new key) the rare scene in which every anomaly ended up hidden or sub-pixel.
     for attempt in range(MAX_ANOMALY_ATTEMPTS):
@@ -271,7 +271,7 @@ def coco_image_id(index: int) -> int:
 def _coco_task(seed: int, index: int, min_side: int, max_side: int) -> dict:
     from pycocotools import mask as mask_utils
 
-    from pipelines.world_coco import CAT_ID, render_coco_photo
+    from synthetic.coco import CAT_ID, render_coco_photo
 
     photo = render_coco_photo(rng_for(seed, ("coco", index)), index, min_side, max_side)
     image_id = coco_image_id(index)
@@ -321,7 +321,7 @@ def coco_json(images: list[dict], annotations: list[dict]) -> dict:
     Returns:
         The document (info, licenses, images, annotations, categories).
     """
-    from pipelines.world_coco import COCO_CATEGORIES
+    from synthetic.coco import COCO_CATEGORIES
 
     return {
         "info": {"description": "stylepaste synthetic world: COCO-like photographs", "url": "",
@@ -413,7 +413,7 @@ def generate_world(cfg: WorldConfig, progress: bool = False) -> WorldSummary:
         if pool is not None:
             pool.shutdown()
 
-    from pipelines.world_coco import COCO_CATEGORIES
+    from synthetic.coco import COCO_CATEGORIES
 
     if cfg.coco_images:
         fs.makedirs(f"{root}/coco/annotations", exist_ok=True)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import bank, study, world
+from pipelines import bank
+from stylepaste import study
+from synthetic import world
 from trainer import cached, finetune
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import ShardStream, StreamLoader
@@ -146,13 +148,13 @@ def test_report_marks_missing_runs(tiny, tmp_path):
 
 
 def test_cli_help(capsys):
-    from pipelines import cli
+    from stylepaste import cli
 
     with pytest.raises(SystemExit) as exc:
         study.main(["--help"])
     assert exc.value.code == 0
     assert "--base" in capsys.readouterr().out
-    assert cli.STAGES.get("study", ("pipelines.study",))[0] == "pipelines.study"
+    assert cli.STAGES.get("study", ("stylepaste.study",))[0] == "stylepaste.study"
 
 
 def test_per_base_table_keeps_each_base_apart():

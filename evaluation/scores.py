@@ -1,7 +1,7 @@
 """Per-pixel anomaly scores from segmentation logits.
 
 Every score maps logits ``[B, C, H, W]`` to a score map ``[B, H, W]`` in which **higher means more
-anomalous**, so that all of them feed :class:`trainer.metrics.AnomalyMetrics` unchanged:
+anomalous**, so that all of them feed :class:`evaluation.metrics.AnomalyMetrics` unchanged:
 
 ============  ==========================================================================================
 ``msp``       ``1 - max_c softmax(logits)_c``, computed as ``r / (1 + r)`` with ``r`` the sum of
@@ -41,6 +41,15 @@ class ScoreName(enum.StrEnum):
     ENERGY = "energy"
     MAX_MIN = "max_min"
     SML = "sml"
+
+
+ALL_SCORES: tuple[str, ...] = tuple(s.value for s in ScoreName)
+"""Every score name, in :class:`ScoreName` order."""
+SCORE_TITLES: dict[str, str] = {
+    "msp": "MSP", "max_logit": "Max logit", "entropy": "Entropy", "energy": "Energy",
+    "sml": "SML", "max_min": "Max-min logit",
+}
+"""The one set of score titles of every table and figure."""
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from pipelines.world import WorldConfig, generate_world, main
-from pipelines.world_coco import CAT_ID, mask_to_polygons, mask_to_uncompressed_rle, render_coco_photo
+from synthetic.world import WorldConfig, generate_world, main
+from synthetic.coco import CAT_ID, mask_to_polygons, mask_to_uncompressed_rle, render_coco_photo
 from schemas.cityscapes import list_frames, read_image, read_instance_ids, read_label_ids, read_train_ids
 from schemas.labels import NUM_CLASSES, label_ids_to_train_ids
 from schemas.rng import rng_for
@@ -160,7 +160,7 @@ def test_memory_url_output():
 
 
 def test_component_extents_and_their_summary_in_feature_cells():
-    from pipelines.world import component_extents, extent_summary
+    from synthetic.world import component_extents, extent_summary
 
     mask = np.zeros((40, 80), bool)
     mask[2:5, 3:19] = True  # 3 x 16: longest side 16, area 48
@@ -178,7 +178,7 @@ def test_component_extents_and_their_summary_in_feature_cells():
 def test_anomaly_scale_sets_the_extents_the_world_records(tmp_path):
     """The anomalies are drawn ``anomaly_scale`` times larger, and world.json records their extents in cells of
     1/8 features, counted from the written label masks."""
-    from pipelines.world import FEATURE_STRIDE, component_extents
+    from synthetic.world import FEATURE_STRIDE, component_extents
 
     size = dict(train=0, val=0, anomaly=12, height=128, width=256, coco_images=0)
     medians = {}

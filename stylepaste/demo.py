@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.world import add_world_size_arguments
+from synthetic.world import add_world_size_arguments
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "trainer" / "assets" / "demo_small.pt"
 """The committed base model: ``small`` pretrained on the default synthetic city (seed 0)."""
@@ -147,12 +147,14 @@ def run(cfg: DemoConfig) -> dict:
     """
     import logging
 
-    from pipelines import augment, bank, world
+    from pipelines import augment, bank
+    from synthetic import world
     from trainer import finetune
     from trainer.cached import run_cached
     from trainer.losses import LossConfig
-    from trainer.evaluate import EvaluateConfig, ModelSpec, evaluate
-    from trainer.report import false_alarm_tables, markdown_table
+    from evaluation.results import EvaluateConfig, ModelSpec
+    from trainer.evaluate import evaluate
+    from evaluation.report import false_alarm_tables, markdown_table
 
     if not Path(cfg.checkpoint).is_file():
         raise FileNotFoundError(f"base checkpoint not found: {cfg.checkpoint}")

@@ -17,7 +17,7 @@ import contourpy
 import numpy as np
 from PIL import Image, ImageFilter
 
-from pipelines import world_render as wr
+from synthetic import render as wr
 
 # Real COCO 2017 category ids, names and supercategories.
 COCO_CATEGORIES: tuple[tuple[int, str, str], ...] = (

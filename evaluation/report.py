@@ -7,13 +7,13 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-if TYPE_CHECKING:  # pragma: no cover
-    from trainer.evaluate import EvaluateConfig, EvaluationResult
+from evaluation.results import EvaluateConfig, EvaluationResult
+from evaluation.scores import SCORE_TITLES
+from schemas.labels import TRAIN_CLASSES
 
 MAX_CURVE_POINTS = 2000
 ANOMALY_RGB = np.array([255, 40, 40], np.uint8)
@@ -169,7 +169,6 @@ def markdown_table(result: EvaluationResult) -> str:
                     cells += [_fmt(r["auroc"]), _fmt(r["ap"]), _fmt(r["fpr95"])]
                 except KeyError:
                     cells += ["–"] * 3
-            from trainer.evaluate import SCORE_TITLES
 
             lines.append(f"| {model} | {SCORE_TITLES.get(score, score)} | " + " | ".join(cells) + " |")
     if result.miou:
@@ -197,10 +196,8 @@ def false_alarm_tables(result: EvaluationResult, class_names: tuple[str, ...] | 
     if not result.false_alarms:
         return ""
     if class_names is None:
-        from schemas.labels import TRAIN_CLASSES
 
         class_names = TRAIN_CLASSES
-    from trainer.evaluate import SCORE_TITLES
 
     lines: list[str] = []
     for ds in dict.fromkeys(fa["dataset"] for fa in result.false_alarms):

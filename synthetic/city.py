@@ -2,7 +2,7 @@
 
 A scene is built in metric 3-D (X right, Y up, Z forward; camera at X=0, Y=cam_h, Z=0 with a small yaw) and
 projected with a pinhole camera, so road, sidewalks, facades, cars and people keep a consistent perspective.
-Shapes are drawn back to front into a segment canvas (:class:`pipelines.world_render.Canvas`), rendered with
+Shapes are drawn back to front into a segment canvas (:class:`synthetic.render.Canvas`), rendered with
 textures and the scene light, and then passed through the style's camera (fog, colour response, blur, noise,
 JPEG). Test anomalies are drawn into the same canvas *before* the camera, so they carry the city's look.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ImageFilter
 
-from pipelines import world_render as wr
+from synthetic import render as wr
 from schemas.labels import LABEL_BY_NAME
 
 L = {lab.name: lab.id for lab in LABEL_BY_NAME.values()}

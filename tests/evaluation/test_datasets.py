@@ -12,8 +12,8 @@ from PIL import Image
 
 from schemas.codecs import read_label
 from schemas.labels import label_ids_to_train_ids
-from trainer import datasets as ds
-from trainer.datasets import (
+from evaluation import datasets as ds
+from evaluation.datasets import (
     LabelValueError,
     MissingLabelError,
     SizeMismatchError,
@@ -569,7 +569,7 @@ def test_trainer_does_not_import_beam():
     import subprocess
     import sys
 
-    code = "import sys, trainer.datasets; print('apache_beam' in sys.modules)"
+    code = "import sys, evaluation.datasets; print('apache_beam' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"
