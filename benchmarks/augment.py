@@ -41,6 +41,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from pipelines import augment, beam_io  # noqa: E402
 from pipelines.bank import BankConfig  # noqa: E402
 from pipelines.bank import run as run_bank  # noqa: E402
+from schemas.arrow import FRAME  # noqa: E402
 
 SAMPLES = Path(os.environ.get("STYLEPASTE_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "samples"))
 PHASES = ("decode", "plan", "place", "style", "align", "paste", "encode")
@@ -101,7 +102,7 @@ def run_once(cfg: augment.AugmentConfig, workers: int) -> tuple[float, dict[str,
     result = p.run()
     result.wait_until_finish()
     wall = time.perf_counter() - start
-    man = folder.commit(augment.FRAME, parameters={}, seed=cfg.seed, overwrite=True)
+    man = folder.commit(FRAME, parameters={}, seed=cfg.seed, overwrite=True)
     return wall, metric_sums(result), man.counts
 
 

@@ -35,6 +35,7 @@ from schemas.arrow import OBJECT_BANK
 from schemas.codecs import PNG_COMPRESS_LEVEL, read_rgb
 from schemas.manifest import Manifest, join_url
 from schemas.runtime import acquire_torch_threads, release_torch_threads
+from style_transfer.stats import image_style_stats
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,6 @@ class CutObjectsFn(beam.DoFn):
         self._threads = False
 
     def setup(self) -> None:
-        from style_transfer.stats import image_style_stats
-
         self._threads = acquire_torch_threads(1)
         self._stats = image_style_stats
 

@@ -28,10 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from PIL import Image
 
 from schemas.labels import IGNORE, LABELS, OOD
 from schemas.rng import rng_for
+from style_transfer.blend import blend as blend_tensors
+from style_transfer.stats import style_stats
+from style_transfer.visibility import visibility
 
 VOID_LABEL_IDS: tuple[int, ...] = tuple(lab.id for lab in LABELS if lab.category == "void")
 """Cityscapes labelIds of the *void* category (unlabeled, ego vehicle, rectification border, out of roi, static,
@@ -704,10 +708,6 @@ def default_blend(background: np.ndarray, foreground: np.ndarray, mask: np.ndarr
         out = background.copy()
         out[mask] = foreground[mask]
         return out
-    import torch
-
-    from style_transfer.blend import blend as blend_tensors
-
     bg = torch.from_numpy(np.ascontiguousarray(background)).permute(2, 0, 1)[None].float().div_(255.0)
     fg = torch.from_numpy(np.ascontiguousarray(foreground)).permute(2, 0, 1)[None].float().div_(255.0)
     m = torch.from_numpy(np.ascontiguousarray(mask))[None, None].float()
@@ -718,8 +718,6 @@ def default_blend(background: np.ndarray, foreground: np.ndarray, mask: np.ndarr
 
 def to_uint8(image: object) -> np.ndarray:
     """(3, H, W) float tensor/array in [0, 1] -> (H, W, 3) uint8 (rounded)."""
-    import torch
-
     t = image if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
     return t.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
@@ -865,10 +863,6 @@ def default_visibility(composite: np.ndarray, mask: np.ndarray) -> float:
     Returns:
         The visibility measure (higher = more visible).
     """
-    import torch
-
-    from style_transfer.visibility import visibility
-
     comp = torch.from_numpy(np.ascontiguousarray(composite)).permute(2, 0, 1)[None].float().div_(255.0)
     m = torch.from_numpy(np.ascontiguousarray(mask))[None, None].float()
     with torch.no_grad():
@@ -939,10 +933,6 @@ def frame_style(rgb: np.ndarray, style_height: int = 256, window: int = STYLE_WI
         ``(thumbnail, stats)``: (h, w, 3) uint8 with h = min(H, style_height), and (9,) float32 in
         :meth:`style_transfer.stats.StyleStats.to_tensor` order.
     """
-    import torch
-
-    from style_transfer.stats import style_stats
-
     h, w = rgb.shape[:2]
     if h > style_height:
         tw = max(1, int(round(w * style_height / h)))

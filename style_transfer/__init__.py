@@ -13,7 +13,6 @@ The Beam ``ModelHandler`` lives in :mod:`style_transfer.beam`, the only module t
 from __future__ import annotations
 
 from style_transfer.aligners import (
-    ALIGNER_NAMES,
     DEFAULT_ALIGNER,
     FDA,
     Aligner,
@@ -24,8 +23,8 @@ from style_transfer.aligners import (
     Reinhard,
     Sensor,
     chain,
-    get_aligner,
 )
+from style_transfer.registry import ALIGNER_NAMES, AlignerSpec, get_aligner
 from style_transfer.blend import BLEND_MODES, Blender, blend
 from style_transfer.stats import NUM_STATS, STAT_NAMES, StyleStats, image_style_stats, style_stats
 from style_transfer.visibility import DEFAULT_MIN_VISIBILITY, visibility
@@ -39,6 +38,7 @@ __all__ = [
     "NUM_STATS",
     "STAT_NAMES",
     "AlignInputs",
+    "AlignerSpec",
     "Aligner",
     "Blender",
     "Compose",

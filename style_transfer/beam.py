@@ -25,7 +25,8 @@ from apache_beam.ml.inference.base import ModelHandler
 from torch import nn
 
 from schemas.runtime import acquire_torch_threads, check_device_name, resolve_device
-from style_transfer.aligners import DEFAULT_ALIGNER, Aligner, get_aligner
+from style_transfer.aligners import DEFAULT_ALIGNER, Aligner
+from style_transfer.registry import AlignerSpec
 from style_transfer.stats import NUM_STATS, style_stats
 
 #: Accepted ``device`` values (``"cuda:N"`` is accepted too).
@@ -124,8 +125,9 @@ class AlignerModelHandler(ModelHandler[tuple[Any, AlignRequest], tuple[Any, np.n
     ``style_stats``, those of the others are computed from their style images.
 
     Args:
-        aligner: Name for :func:`style_transfer.get_aligner` (default :data:`DEFAULT_ALIGNER`).
-        params: Its parameters (must be picklable: plain values).
+        aligner: The aligner (:class:`style_transfer.registry.AlignerSpec`), or its name for
+            :func:`style_transfer.get_aligner` (default :data:`DEFAULT_ALIGNER`).
+        params: Parameters when ``aligner`` is a name (plain JSON values).
         device: "cpu", "cuda" (a clear RuntimeError on a worker without a GPU), "cuda:N" or "auto".
         batch_shape: "pad", "resize" or "group".
         crop_size: (h, w) for ``batch_shape="resize"``.
@@ -137,7 +139,7 @@ class AlignerModelHandler(ModelHandler[tuple[Any, AlignRequest], tuple[Any, np.n
 
     def __init__(
         self,
-        aligner: str = DEFAULT_ALIGNER,
+        aligner: AlignerSpec | str = DEFAULT_ALIGNER,
         params: Mapping[str, Any] | None = None,
         *,
         device: str = "auto",
@@ -163,20 +165,23 @@ class AlignerModelHandler(ModelHandler[tuple[Any, AlignRequest], tuple[Any, np.n
             max_batch_size=int(max_batch_size),
             large_model=bool(share_model_across_processes),
         )
-        self.aligner_name = aligner
-        self.aligner_params = dict(params or {})
+        if isinstance(aligner, AlignerSpec):
+            if params:
+                raise ValueError("give the parameters inside the AlignerSpec, not beside it")
+            self.spec = aligner
+        else:
+            self.spec = AlignerSpec(aligner, dict(params or {}))
         self.device = device
         self.batch_shape = batch_shape
         self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
         self.num_threads = None if num_threads is None else int(num_threads)
-        if "learned" not in aligner and "learned" not in repr(self.aligner_params):
-            get_aligner(aligner, **self.aligner_params)  # fail on the driver for a bad name or parameters
+        self.spec.check()  # fail on the driver for bad parameters (a trained network's weights load on workers)
 
     def load_model(self) -> nn.Module:
         """Build the aligner on this worker's device (called once per worker process by RunInference)."""
         acquire_torch_threads(self.num_threads)  # held for the worker's life
         device = resolve_device(self.device)
-        model = get_aligner(self.aligner_name, **self.aligner_params)
+        model = self.spec.build()
         return model.to(device).eval()
 
     def run_inference(
@@ -279,7 +284,7 @@ class AlignerModelHandler(ModelHandler[tuple[Any, AlignRequest], tuple[Any, np.n
         if missing:
             if needs_pixels:
                 raise ValueError(
-                    f"aligner {self.aligner_name!r} needs style pixels, but {len(missing)} request(s) carry only "
+                    f"aligner {self.spec.name!r} needs style pixels, but {len(missing)} request(s) carry only "
                     "style_stats"
                 )
             return None, None

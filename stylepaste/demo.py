@@ -14,6 +14,7 @@ pass per step), which needs whole frames without flips; ``--no-cache-features`` 
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 import shutil
 import sys
@@ -21,7 +22,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from synthetic.world import add_world_size_arguments
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from evaluation.report import false_alarm_tables, markdown_table
+from evaluation.results import EvaluateConfig, ModelSpec
+from pipelines import augment, bank, beam_io
+from pipelines.augment import AugmentConfig
+from pipelines.bank import BankConfig
+from style_transfer.registry import AlignerSpec
+from synthetic.world import WorldConfig, add_world_size_arguments, format_summary, generate_world
+from trainer import finetune
+from trainer.cached import run_cached
+from trainer.evaluate import evaluate
+from trainer.losses import LossConfig
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "trainer" / "assets" / "demo_small.pt"
 """The committed base model: ``small`` pretrained on the default synthetic city (seed 0)."""
@@ -127,11 +140,6 @@ class _Stages:
         print(f"[demo {self.i}/{self.total}] {name} done in {self.times[name]:.1f} s", flush=True)
 
 
-def _check(rc: int, stage: str) -> None:
-    if rc != 0:
-        raise RuntimeError(f"demo stage {stage!r} failed with exit code {rc}")
-
-
 def run(cfg: DemoConfig) -> dict:
     """Run the demo chain.
 
@@ -145,17 +153,6 @@ def run(cfg: DemoConfig) -> dict:
         FileNotFoundError: If the base checkpoint is missing.
         RuntimeError: If a stage fails.
     """
-    import logging
-
-    from pipelines import augment, bank
-    from synthetic import world
-    from trainer import finetune
-    from trainer.cached import run_cached
-    from trainer.losses import LossConfig
-    from evaluation.results import EvaluateConfig, ModelSpec
-    from trainer.evaluate import evaluate
-    from evaluation.report import false_alarm_tables, markdown_table
-
     if not Path(cfg.checkpoint).is_file():
         raise FileNotFoundError(f"base checkpoint not found: {cfg.checkpoint}")
     out = Path(cfg.out)
@@ -165,30 +162,35 @@ def run(cfg: DemoConfig) -> dict:
     if cfg.keep and (out / "finetune").exists():
         shutil.rmtree(out / "finetune")  # the finetune stage always runs again
     logging.getLogger().setLevel(logging.WARNING)
-    quiet = [] if cfg.progress else ["--no-progress"]
+    beam = PipelineOptions(["--runner=DirectRunner"])  # in memory, in this process
     st = _Stages(5)
     wdir, bdir, adir, fdir, rdir = (out / n for n in ("world", "bank", "augmented", "finetune", "report"))
 
     t = st.start("world", f"synthetic city, {cfg.train} train / {cfg.val} val / {cfg.anomaly} anomaly frames "
                  f"at {cfg.height}x{cfg.width}, {cfg.coco_images} COCO-like photographs -> {wdir}")
     if not (cfg.keep and (wdir / "world.json").exists()):
-        _check(world.main(["--out", str(wdir), "--seed", str(cfg.seed), "--train", str(cfg.train), "--val",
-                           str(cfg.val), "--anomaly", str(cfg.anomaly), "--height", str(cfg.height), "--width",
-                           str(cfg.width), "--coco-images", str(cfg.coco_images), "--workers", str(cfg.workers),
-                           "--overwrite", *quiet]), "world")
+        summary = generate_world(WorldConfig(
+            out=str(wdir), seed=cfg.seed, train=cfg.train, val=cfg.val, anomaly=cfg.anomaly, height=cfg.height,
+            width=cfg.width, coco_images=cfg.coco_images, workers=cfg.workers, overwrite=True),
+            progress=cfg.progress and sys.stderr.isatty())
+        print(format_summary(summary))
     st.done("world", t)
 
     t = st.start("bank", f"COCO instance masks -> object bank shards (Beam) -> {bdir}")
     if not (cfg.keep and (bdir / "_manifest.json").exists()):
-        _check(bank.main(["--coco", str(wdir / "coco"), "--split", "train2017", "--out", str(bdir),
-                          "--num-shards", "2", "--overwrite"]), "bank")
+        manifest = bank.run(BankConfig(coco=str(wdir / "coco"), split="train2017", out=str(bdir), num_shards=2,
+                                       overwrite=True), beam)
+        print(f"stylepaste bank: {manifest.rows} objects in {len(manifest.shards)} shards -> {bdir}")
+        print(beam_io.accounting_line(manifest.counts))
     st.done("bank", t)
 
     t = st.start("augment", f"style-aligned ({cfg.aligner}) copy-paste into the train frames (Beam) -> {adir}")
     if not (cfg.keep and (adir / "_manifest.json").exists()):
-        _check(augment.main(["--cityscapes", str(wdir / "cityscapes"), "--split", "train", "--bank", str(bdir),
-                             "--out", str(adir), "--aligner", cfg.aligner, "--seed", str(cfg.seed),
-                             "--num-shards", "4", "--overwrite"]), "augment")
+        manifest = augment.run(AugmentConfig(
+            cityscapes=str(wdir / "cityscapes"), split="train", bank=str(bdir), out=str(adir),
+            aligner=AlignerSpec(cfg.aligner), seed=cfg.seed, num_shards=4, overwrite=True), beam)
+        print(f"augment: {manifest.rows} frames in {len(manifest.shards)} shards -> {adir}")
+        print(beam_io.accounting_line(manifest.counts))
     st.done("augment", t)
 
     how = "on cached body features" if cfg.cache_features else "streaming the shards"

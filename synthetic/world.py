@@ -39,6 +39,8 @@ import numpy as np
 from schemas.codecs import encode_png
 from schemas.labels import IGNORE, NUM_CLASSES, TRAIN_CLASSES, colorize_label_ids, label_ids_to_train_ids
 from schemas.rng import rng_for
+from synthetic.city import render_city_frame
+from synthetic.coco import CAT_ID, COCO_CATEGORIES, render_coco_photo
 
 TRAIN_CITIES: tuple[str, ...] = ("ashbourne", "brackwater", "coldmere", "dunholt")
 """Invented city names of the train split."""
@@ -209,8 +211,6 @@ def city_frame_id(split: str, index: int) -> tuple[str, str]:
 
 
 def _city_task(seed: int, split: str, index: int, height: int, width: int) -> dict:
-    from synthetic.city import render_city_frame
-
     city, fid = city_frame_id(split, index)
     frame = render_city_frame(rng_for(seed, ("cityscapes", split, index)), height, width)
     train_ids = label_ids_to_train_ids(frame.label_ids)
@@ -246,8 +246,6 @@ def fishyscapes_labels(label_ids: np.ndarray, anomaly: np.ndarray) -> np.ndarray
 
 
 def _anomaly_task(seed: int, index: int, height: int, width: int, anomaly_scale: float = 1.0) -> dict:
-    from synthetic.city import render_city_frame
-
     # Redraw (with a new key) the rare scene in which every anomaly ended up hidden or sub-pixel.
     for attempt in range(MAX_ANOMALY_ATTEMPTS):
         rng = rng_for(seed, ("fishyscapes", index) if attempt == 0 else ("fishyscapes", index, attempt))
@@ -270,8 +268,6 @@ def coco_image_id(index: int) -> int:
 
 def _coco_task(seed: int, index: int, min_side: int, max_side: int) -> dict:
     from pycocotools import mask as mask_utils
-
-    from synthetic.coco import CAT_ID, render_coco_photo
 
     photo = render_coco_photo(rng_for(seed, ("coco", index)), index, min_side, max_side)
     image_id = coco_image_id(index)
@@ -321,8 +317,6 @@ def coco_json(images: list[dict], annotations: list[dict]) -> dict:
     Returns:
         The document (info, licenses, images, annotations, categories).
     """
-    from synthetic.coco import COCO_CATEGORIES
-
     return {
         "info": {"description": "stylepaste synthetic world: COCO-like photographs", "url": "",
                  "version": "1.0", "year": 2026, "contributor": "stylepaste world",
@@ -412,8 +406,6 @@ def generate_world(cfg: WorldConfig, progress: bool = False) -> WorldSummary:
     finally:
         if pool is not None:
             pool.shutdown()
-
-    from synthetic.coco import COCO_CATEGORIES
 
     if cfg.coco_images:
         fs.makedirs(f"{root}/coco/annotations", exist_ok=True)

@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from evaluation.datasets import open_dataset
 from schemas.arrow import FRAME
 from schemas.manifest import join_url, open_shard
 from trainer.checkpoint import load_checkpoint
 from trainer.data import Augment, ShardStream
-from trainer.finetune import FinetuneConfig, make_optimizer, save_finetuned, write_log
+from trainer.training import FinetuneConfig, make_optimizer, save_finetuned, write_log
 from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict
 from trainer.models import build_model, normalize
 
@@ -159,8 +160,6 @@ def shard_frames(urls: Sequence[str]) -> Iterator[tuple[str, np.ndarray, np.ndar
 
 def dataset_frames(name: str, root: str, limit: int | None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Frames of an evaluation dataset (:func:`evaluation.datasets.open_dataset`)."""
-    from evaluation.datasets import open_dataset
-
     ds = open_dataset(name, root)
     n = len(ds) if limit is None else min(limit, len(ds))
     for i in range(n):

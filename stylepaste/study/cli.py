@@ -10,6 +10,7 @@ from pathlib import Path
 from schemas.labels import NUM_CLASSES
 from stylepaste.study.config import ALIGNMENTS, DEFAULT_ALIGNMENT, DEFAULT_INLIER, LEARNED, StudyConfig
 from stylepaste.study.runner import run
+from style_transfer.registry import AlignerSpec
 from trainer.losses import INLIER_KINDS
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -80,11 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _learned(params_json: str) -> AlignerSpec | None:
+    """``--learned-params JSON`` -> the ``learned`` aligner (``None`` when empty)."""
+    if not params_json:
+        return None
+    spec = AlignerSpec.parse(LEARNED, params_json)
+    if "path" not in spec.params:
+        raise ValueError(f"--learned-params must be a JSON object with a 'path', got {params_json!r}")
+    return spec
+
+
 def config_from_args(a: argparse.Namespace) -> StudyConfig:
     """Build the :class:`StudyConfig` from parsed arguments."""
     cfg = StudyConfig(
         world=a.world, eval_world=a.eval_world, bank=a.bank, bases=tuple(a.base), out=a.out, arch=a.arch, alignments=tuple(a.alignments),
-        learned_params=a.learned_params, default_alignment=a.default_alignment, inliers=tuple(a.inliers),
+        learned=_learned(a.learned_params), default_alignment=a.default_alignment, inliers=tuple(a.inliers),
         inlier=a.inlier, inlier_weight=a.inlier_weight, probe_steps=a.probe_steps, ks=tuple(a.ks),
         heads=tuple(a.heads), seeds=tuple(a.seeds),
         steps=a.steps, batch_size=a.batch_size, lr=a.lr, order_workers=a.order_workers,

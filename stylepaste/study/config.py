@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.labels import NUM_CLASSES
+from style_transfer.registry import AlignerSpec
 from trainer.losses import INLIER_KINDS, LossConfig
 
-ALIGNMENTS: dict[str, tuple[str, str]] = {
-    "none": ("none", "{}"),
-    "sensor": ("sensor", "{}"),
-    "reinhard": ("reinhard", "{}"),
-    "reinhard+sensor": ("reinhard+sensor", "{}"),
-    "reinhard_object": ("reinhard", '{"mode": "object"}'),
-    "histogram": ("histogram", "{}"),
-    "fda": ("fda", "{}"),
+ALIGNMENTS: dict[str, AlignerSpec] = {
+    "none": AlignerSpec("none"),
+    "sensor": AlignerSpec("sensor"),
+    "reinhard": AlignerSpec("reinhard"),
+    "reinhard+sensor": AlignerSpec("reinhard+sensor"),
+    "reinhard_object": AlignerSpec("reinhard", {"mode": "object"}),
+    "histogram": AlignerSpec("histogram"),
+    "fda": AlignerSpec("fda"),
 }
+"""Alignment settings of the ablation: name -> the aligner ``stylepaste augment`` runs."""
 LEARNED = "learned"
-"""Alignment setting of a trained style generator (``StudyConfig.learned_params``)."""
+"""Alignment setting of a trained style generator (``StudyConfig.learned``)."""
 DEFAULT_ALIGNMENT = "reinhard+sensor"
 SCORES: tuple[str, ...] = ("max_logit", "energy", "max_min")
 METRICS: tuple[str, ...] = ("auroc", "ap", "fpr95")
@@ -101,8 +102,8 @@ class StudyConfig:
         arch: Architecture of the base models.
         num_classes: Classes of the base models.
         alignments: Alignment settings of the alignment group (keys of :data:`ALIGNMENTS`, or ``learned``).
-        learned_params: JSON parameters of the ``learned`` aligner (the trained style generator, e.g.
-            ``{"path": "gen.ts", "kind": "torchscript"}``); when set, ``learned`` joins the alignment group.
+        learned: The ``learned`` aligner (a trained style generator, e.g. ``AlignerSpec("learned", {"path":
+            "gen.ts", "kind": "torchscript"})``); when set, ``learned`` joins the alignment group.
         default_alignment: Alignment of the inlier, top-k and head groups.
         inliers: Inlier terms of the inlier group (``ce`` is the loss as the poster writes it).
         inlier: Inlier term of the alignment, top-k and head groups.
@@ -135,7 +136,7 @@ class StudyConfig:
     arch: str = "small"
     num_classes: int = NUM_CLASSES
     alignments: tuple[str, ...] = tuple(ALIGNMENTS)
-    learned_params: str = ""
+    learned: AlignerSpec | None = None
     default_alignment: str = DEFAULT_ALIGNMENT
     inliers: tuple[str, ...] = INLIER_KINDS
     inlier: str = DEFAULT_INLIER
@@ -162,17 +163,14 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if not self.bases:
             raise ValueError("give at least one --base CHECKPOINT")
-        if self.learned_params:
-            try:
-                params = json.loads(self.learned_params)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"learned_params must be a JSON object, got {self.learned_params!r}: {err}") from None
-            if not isinstance(params, dict) or "path" not in params:
-                raise ValueError(f"learned_params must be a JSON object with a 'path', got {self.learned_params!r}")
+        if self.learned is not None:
+            if self.learned.name != LEARNED or "path" not in self.learned.params:
+                raise ValueError(f"the learned alignment must be AlignerSpec('learned', {{'path': ...}}), got "
+                                 f"{self.learned}")
             if LEARNED not in self.alignments:
                 object.__setattr__(self, "alignments", (*self.alignments, LEARNED))
         for a in (*self.alignments, self.default_alignment):
-            if a == LEARNED and not self.learned_params:
+            if a == LEARNED and self.learned is None:
                 raise ValueError("alignment 'learned' needs the generator: --learned-params '{\"path\": ...}'")
             if a not in ALIGNMENTS and a != LEARNED:
                 raise ValueError(f"unknown alignment {a!r}; allowed: {', '.join(ALIGNMENTS)}, {LEARNED}")
@@ -195,10 +193,10 @@ class StudyConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-    def alignment_spec(self, alignment: str) -> tuple[str, str]:
-        """``(aligner name, JSON parameters)`` of an alignment setting for ``stylepaste augment``."""
+    def alignment_spec(self, alignment: str) -> AlignerSpec:
+        """The aligner of an alignment setting."""
         if alignment == LEARNED:
-            return "learned", self.learned_params
+            return self.learned
         return ALIGNMENTS[alignment]
 
     def groups(self) -> dict[str, list[Setting]]:

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions
 import torch
 
 from evaluation.loop import evaluate_batches
+from pipelines import augment
+from pipelines.augment import AugmentConfig
 from stylepaste.study.ceiling import head_only_ceiling
 from stylepaste.study.config import RECORD_VERSION, SCORES, Setting, StudyConfig, checkpoint_tag
 from stylepaste.study.report import write_report
@@ -33,8 +36,7 @@ def _log(cfg: StudyConfig, msg: str) -> None:
 
 def corpus_params(cfg: StudyConfig, alignment: str) -> dict[str, Any]:
     """The augment parameters that define a corpus (compared with an existing corpus's manifest)."""
-    aligner, params = cfg.alignment_spec(alignment)
-    return {"aligner": aligner, "aligner_params": json.loads(params), "seed": cfg.augment_seed,
+    return {"aligner": cfg.alignment_spec(alignment).with_params(strength=1.0).to_json(), "seed": cfg.augment_seed,
             "max_frames": cfg.max_train_frames}
 
 
@@ -46,29 +48,20 @@ def ensure_corpus(cfg: StudyConfig, alignment: str) -> str:
     Raises:
         RuntimeError: If the augment run fails.
     """
-    from pipelines import augment
-
     folder = Path(cfg.out) / "corpora" / alignment
     want = corpus_params(cfg, alignment)
     manifest = folder / "_manifest.json"
     if manifest.exists():
         p = json.loads(manifest.read_text())["parameters"]
-        have = {"aligner": p["aligner"], "aligner_params": {k: v for k, v in p["aligner_params"].items()
-                                                            if k != "strength"},
-                "seed": p["seed"], "max_frames": p.get("max_frames")}
+        have = {"aligner": p["aligner"], "seed": p["seed"], "max_frames": p.get("max_frames")}
         if have == want:
             return str(folder)
         _log(cfg, f"corpus {folder} was made with {have}, rebuilding for {want}")
-    aligner, params = cfg.alignment_spec(alignment)
-    argv = ["--cityscapes", str(Path(cfg.world) / "cityscapes"), "--split", "train", "--bank", cfg.bank,
-            "--out", str(folder), "--aligner", aligner, "--aligner-params", params, "--seed", str(cfg.augment_seed),
-            "--num-shards", "4", "--overwrite", "--log-level", "WARNING", "--direct_running_mode", "in_memory"]
-    if cfg.max_train_frames is not None:
-        argv += ["--max-frames", str(cfg.max_train_frames)]
+    acfg = AugmentConfig(cityscapes=str(Path(cfg.world) / "cityscapes"), split="train", bank=cfg.bank,
+                         out=str(folder), aligner=cfg.alignment_spec(alignment), seed=cfg.augment_seed, num_shards=4,
+                         max_frames=cfg.max_train_frames, overwrite=True)
     t = time.perf_counter()
-    rc = augment.main(argv)
-    if rc != 0:
-        raise RuntimeError(f"stylepaste augment failed for alignment {alignment!r} (exit code {rc})")
+    augment.run(acfg, PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=in_memory"]))
     _log(cfg, f"corpus {alignment}: {time.perf_counter() - t:.1f} s")
     return str(folder)
 

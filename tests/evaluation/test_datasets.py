@@ -13,6 +13,7 @@ from PIL import Image
 from schemas.codecs import read_label
 from schemas.labels import label_ids_to_train_ids
 from evaluation import datasets as ds
+from evaluation.datasets import base as ds_base
 from evaluation.datasets import (
     LabelValueError,
     MissingLabelError,
@@ -577,6 +578,6 @@ def test_trainer_does_not_import_beam():
 
 def test_map_label_values_describes_allowed():
     with pytest.raises(LabelValueError, match=r"allowed values are \{0, 2\}"):
-        ds.map_label_values(np.array([[3]], np.uint8), ds._LUT_ROAD_ANOMALY, url="x.png", encoding="ra")
-    out = ds.map_label_values(np.array([[0, 1, 200]], np.uint8), ds._LUT_LAF, url="x.png", encoding="laf")
+        ds.map_label_values(np.array([[3]], np.uint8), ds_base._LUT_ROAD_ANOMALY, url="x.png", encoding="ra")
+    out = ds.map_label_values(np.array([[0, 1, 200]], np.uint8), ds_base._LUT_LAF, url="x.png", encoding="laf")
     assert out.tolist() == [[255, 0, 1]]

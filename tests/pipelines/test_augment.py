@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -12,11 +13,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import augment
 from pipelines.augment import AugmentConfig, contact_sheet
-from pipelines.paste import VOID_LABEL_IDS
+from pipelines.paste import VOID_LABEL_IDS, PasteConfig
 from schemas.arrow import FRAME
 from schemas.codecs import decode_image, decode_png, encode_png, read_label, read_rgb
 from schemas.labels import IGNORE, OOD, label_ids_to_train_ids
 from schemas.manifest import open_shard, read_manifest
+from style_transfer.registry import AlignerSpec
 
 DUCKDB_QUERY = """
 SELECT o.category_name            AS category,
@@ -47,13 +49,19 @@ def _options(workers: int = 1) -> PipelineOptions:
                             f"--direct_running_mode={mode}"])
 
 
+PASTE_FIELDS = {f.name for f in dataclasses.fields(PasteConfig)}
+
+
 def _cfg(world: Path, out: Path | str, **kw) -> AugmentConfig:
-    base = dict(cityscapes=str(world / "cityscapes"), bank=str(world / "bank"), out=str(out), paste_prob=0.75,
-                scale_range=None)
-    base.pop("scale_range")
-    base.update(scale_min=0.12, scale_max=0.45, num_shards=2, row_group_rows=2, device="cpu", seed=5)
+    """Test settings; paste-plan keywords go to the composed PasteConfig, an aligner name to an AlignerSpec."""
+    base = dict(cityscapes=str(world / "cityscapes"), bank=str(world / "bank"), out=str(out), num_shards=2,
+                row_group_rows=2, device="cpu", seed=5)
+    paste = dict(paste_prob=0.75, scale_min=0.12, scale_max=0.45)
+    paste.update({k: kw.pop(k) for k in list(kw) if k in PASTE_FIELDS})
+    if isinstance(kw.get("aligner"), str):
+        kw["aligner"] = AlignerSpec(kw["aligner"])
     base.update(kw)
-    return AugmentConfig(**base)
+    return AugmentConfig(**base, paste=PasteConfig(**paste))
 
 
 def _rows(out: Path) -> list[dict]:
@@ -106,7 +114,11 @@ def test_bad_arguments_are_reported(world, tmp_path, capsys):
                        "--out", str(tmp_path / "o")])
     assert rc == 2 and "not found" in capsys.readouterr().err
     with pytest.raises(ValueError, match="aligner-params"):
-        _cfg(world, tmp_path, aligner_params="[1]")
+        AlignerSpec.parse("reinhard", "[1]")
+    with pytest.raises(ValueError, match="unknown aligner 'issa'"):
+        _cfg(world, tmp_path, aligner="reinhard+issa")
+    with pytest.raises(ValueError, match="align-strength"):
+        _cfg(world, tmp_path, aligner=AlignerSpec("reinhard", {"strength": 0.5}))
 
 
 def test_world_run_writes_valid_pasted_frames(world, run1):
@@ -258,9 +270,9 @@ def test_real_samples_full_resolution(samples_dir, tmp_path):
                    annotations=samples_dir / "coco" / "annotations" / "instances_val2017_subset.json")
     assert n > 5
     out = tmp_path / "out"
-    cfg = AugmentConfig(cityscapes=str(samples_dir / "cityscapes"), bank=str(bank), out=str(out), paste_prob=1.0,
-                        objects_min=2, objects_max=3, scale_min=0.08, scale_max=0.3, max_frames=3, num_shards=1,
-                        device="cpu", seed=1)
+    cfg = AugmentConfig(cityscapes=str(samples_dir / "cityscapes"), bank=str(bank), out=str(out),
+                        paste=PasteConfig(paste_prob=1.0, objects_min=2, objects_max=3, scale_min=0.08, scale_max=0.3),
+                        max_frames=3, num_shards=1, device="cpu", seed=1)
     man = augment.run(cfg, _options(1))
     assert man.counts["written"] == 3 and man.counts["slots"].get("pasted", 0) >= 3
     rows = _rows(out)

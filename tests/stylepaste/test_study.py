@@ -13,6 +13,7 @@ import torch
 
 from pipelines import bank
 from stylepaste import study
+from style_transfer.registry import AlignerSpec
 from synthetic import world
 from trainer import cached, finetune
 from trainer.checkpoint import load_checkpoint, save_checkpoint
@@ -195,19 +196,24 @@ def test_learned_generator_joins_the_alignment_group(tiny, tmp_path):
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(gen), str(path))
     params = json.dumps({"path": str(path), "kind": "torchscript"})
+    learned = AlignerSpec("learned", {"path": str(path), "kind": "torchscript"})
     with pytest.raises(ValueError, match="needs the generator"):
         study.StudyConfig(world="w", bank="b", bases=("x",), alignments=("learned",))
     with pytest.raises(ValueError, match="JSON object with a 'path'"):
-        study.StudyConfig(world="w", bank="b", bases=("x",), learned_params="[1]")
+        study.config_from_args(study.build_parser().parse_args(["--base", "x", "--learned-params", '{"kind": "x"}']))
+    with pytest.raises(ValueError, match="aligner-params must be a JSON object"):
+        study.config_from_args(study.build_parser().parse_args(["--base", "x", "--learned-params", "[1]"]))
+    assert study.config_from_args(study.build_parser().parse_args(["--base", "x", "--learned-params", params])
+                                  ).learned == learned
     t = tiny["cfg"]
     cfg = study.StudyConfig(world=t.world, bank=t.bank, bases=t.bases, out=t.out, alignments=("none",),
-                            learned_params=params, ks=(5,), heads=("classifier",), seeds=(0,), steps=4,
+                            learned=learned, ks=(5,), heads=("classifier",), seeds=(0,), steps=4,
                             batch_size=2, progress=False)
     assert cfg.alignments == ("none", "learned")
     doc = study.run(cfg)
     manifest = json.loads((Path(t.out) / "corpora" / "learned" / "_manifest.json").read_text())
-    assert manifest["parameters"]["aligner"] == "learned"
-    assert manifest["parameters"]["aligner_params"]["path"] == str(path)
+    assert manifest["parameters"]["aligner"] == {"name": "learned", "params": {"kind": "torchscript",
+                                                                               "path": str(path), "strength": 1.0}}
     assert [r["seed"] for r in doc["runs"] if r["key"] == "learned_k5_classifier_distill"] == [0]
     cells = _cells((Path(t.out) / "study.md").read_text(), "### Style alignment")
     assert list(cells)[1:] == ["none", "learned"] and cells["learned"][1] == "1"
