@@ -206,15 +206,3 @@ def read_shard(url: str, kind: ShardKind, columns: list[str] | None = None) -> p
     """Read a whole shard as a validated table."""
     pf = open_shard(url, kind)
     return pf.read(columns=columns)
-
-
-def kind_of(name: str) -> ShardKind:
-    """Look up a shard kind by name.
-
-    Raises:
-        ValueError: For an unknown name, listing the known ones.
-    """
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown shard kind {name!r}; known: {sorted(KINDS)}") from None

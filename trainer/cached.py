@@ -35,7 +35,7 @@ from schemas.arrow import FRAME
 from schemas.manifest import join_url, open_shard
 from trainer.checkpoint import load_checkpoint
 from trainer.data import Augment, ShardStream
-from trainer.training import FinetuneConfig, make_optimizer, save_finetuned, write_log
+from trainer.training import FinetuneConfig, make_optimizer, optimizer_step, save_finetuned, write_log
 from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict
 from trainer.models import build_model, normalize
 
@@ -242,9 +242,7 @@ def finetune_cached(cfg: FinetuneConfig, cache: FeatureCache, *, model: torch.nn
         feats = cache.feats[ix].float()
         y = cache.labels[ix].long()
         loss, parts = head_loss(model, feats, cache.size, y, cfg.loss, cfg.head, base)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer_step(loss, optimizer)
         rec = {k: float(v) for k, v in parts.items()}
         log.append(rec)
         if on_step is not None:

@@ -75,6 +75,7 @@ from trainer.training import (
     _sha256,
     _write_bytes_atomic,
     make_optimizer,
+    optimizer_step,
     save_finetuned,
     write_log,
 )
@@ -277,11 +278,7 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
             with torch.no_grad():
                 feats = model.forward_features(x, cfg.head)
             loss, parts = head_loss(model, feats, x.shape[-2:], y, cfg.loss, cfg.head, base_head)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        average_gradients(params, info)
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(loss, optimizer, scaler, lambda: average_gradients(params, info))
         if cfg.head == "final":
             for module in heads.values():
                 average_buffers(module, info)

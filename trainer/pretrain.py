@@ -47,6 +47,7 @@ from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import Augment, augment_frame, parse_pair
 from evaluation.metrics import SegmentationMetrics
 from trainer.models import ARCHS, build_model, normalize
+from trainer.training import optimizer_step
 
 
 @dataclass(frozen=True)
@@ -284,9 +285,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
         x = normalize(image.to(device, non_blocking=True))
         y = label.to(device, non_blocking=True).long()
         loss = F.cross_entropy(model(x), y, weight=weight, ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(loss, opt)
         loss_sum += float(loss.detach())
         window += 1
         bar.update(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,3 +197,31 @@ def save_finetuned(model: torch.nn.Module, cfg: FinetuneConfig, head: dict[str, 
     save_checkpoint(model, join_url(cfg.out, "model.pt"), metadata=meta, arch=cfg.arch,
                     num_classes=cfg.num_classes)
     return _sha256(head)
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler | None = None,
+                   after_backward: Callable[[], None] | None = None) -> None:
+    """The one training step after the forward pass, shared by finetune, its cached path and pretrain.
+
+    Clears the gradients, back-propagates ``loss`` (scaled when a gradient scaler is given), runs
+    ``after_backward`` (e.g. averaging gradients over DDP ranks) and steps the optimizer (through the scaler).
+
+    Args:
+        loss: Scalar loss of this step.
+        optimizer: The optimizer.
+        scaler: fp16 gradient scaler, or ``None``.
+        after_backward: Called between backward and step.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+    if after_backward is not None:
+        after_backward()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
