@@ -12,20 +12,11 @@ The Beam ``ModelHandler`` lives in :mod:`style_transfer.beam`, the only module t
 
 from __future__ import annotations
 
-from style_transfer.aligners import (
-    DEFAULT_ALIGNER,
-    FDA,
-    Aligner,
-    AlignInputs,
-    Compose,
-    Histogram,
-    NoAlign,
-    Reinhard,
-    Sensor,
-    chain,
-)
-from style_transfer.registry import ALIGNER_NAMES, AlignerSpec, get_aligner
+from style_transfer.aligners import DEFAULT_ALIGNER, Aligner, AlignInputs, Compose, NoAlign, chain
 from style_transfer.blend import BLEND_MODES, Blender, blend
+from style_transfer.colour import FDA, Histogram, Reinhard
+from style_transfer.registry import ALIGNER_NAMES, AlignerSpec, get_aligner
+from style_transfer.sensor import Sensor
 from style_transfer.stats import NUM_STATS, STAT_NAMES, StyleStats, image_style_stats, style_stats
 from style_transfer.visibility import DEFAULT_MIN_VISIBILITY, visibility
 

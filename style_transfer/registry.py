@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from style_transfer.aligners import DEFAULT_ALIGNER, FDA, Aligner, Compose, Histogram, NoAlign, Reinhard, Sensor
+from style_transfer.aligners import DEFAULT_ALIGNER, Aligner, Compose, NoAlign
+from style_transfer.colour import FDA, Histogram, Reinhard
 from style_transfer.learned import LearnedAligner
+from style_transfer.sensor import Sensor
 
 _SIMPLE: dict[str, type[Aligner]] = {
     "none": NoAlign,

@@ -135,6 +135,12 @@ def test_world_run_writes_valid_pasted_frames(world, run1):
 
     rows = _rows(run1)
     assert sorted(r["frame_id"] for r in rows) == sorted({r["frame_id"] for r in rows})
+    # the aligner as it ran, in one shape in the manifest and in every row's provenance
+    ran = AlignerSpec.from_json(man.parameters["aligner"])
+    assert ran == AlignerSpec("reinhard+sensor", {"strength": 1.0})
+    for row in rows:
+        prov = json.loads(row["aligner_params"])
+        assert AlignerSpec(prov["aligner"], prov["params"]) == ran
     total_ood = 0
     for row in rows:
         src_img = read_rgb(row["source_image"])

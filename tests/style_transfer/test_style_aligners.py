@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from style_transfer import Compose, Reinhard, Sensor, chain, get_aligner, style_stats
-from style_transfer.aligners import FDA, JPEG_BLOCKINESS_TABLE, jpeg_quality_from_blockiness, match_cdf
+from style_transfer.colour import FDA, match_cdf
+from style_transfer.sensor import JPEG_BLOCKINESS_TABLE, jpeg_quality_from_blockiness
 
 ALL = [
     ("none", {}),
