@@ -61,12 +61,7 @@ COCO_LIGHT = wr.Light(sun=(-0.5, 0.62, -0.6), sun_strength=0.85, ambient=0.35, t
 
 
 def _vivid(rng: np.random.Generator, sat=(0.65, 1.0), val=(0.55, 1.0)) -> tuple[float, float, float]:
-    h, s, v = rng.uniform(0, 1), rng.uniform(*sat), rng.uniform(*val)
-    i = int(h * 6) % 6
-    f = h * 6 - int(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
-    return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+    return wr.vivid(rng, sat, val)
 
 
 def _pick(rng: np.random.Generator, options):

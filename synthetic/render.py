@@ -504,3 +504,13 @@ def blob_polygon(rng: np.random.Generator, n: int = 24, roughness: float = 0.3, 
     r = np.clip(r, 0.35, None)
     r = r / r.max()
     return np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+
+
+def vivid(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]) -> tuple[float, float, float]:
+    """A random saturated colour: hue uniform, saturation and value uniform in ``sat`` and ``val``; RGB in [0, 1]."""
+    h, s, v = rng.uniform(0, 1), rng.uniform(*sat), rng.uniform(*val)
+    i = int(h * 6) % 6
+    f = h * 6 - int(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    return (float(rgb[0]), float(rgb[1]), float(rgb[2]))

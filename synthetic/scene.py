@@ -155,12 +155,7 @@ def _quad_y(y: float, x0: float, x1: float, z0: float, z1: float) -> list:
 
 
 def _vivid(rng: np.random.Generator, sat=(0.6, 1.0), val=(0.5, 0.95)) -> tuple[float, float, float]:
-    h, s, v = rng.uniform(0, 1), rng.uniform(*sat), rng.uniform(*val)
-    i = int(h * 6) % 6
-    f = h * 6 - int(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
-    return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+    return wr.vivid(rng, sat, val)
 
 
 def _jitter(rng: np.random.Generator, c, a: float = 0.06) -> tuple[float, float, float]:
