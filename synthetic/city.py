@@ -36,6 +36,8 @@ from synthetic.street import _anomaly, _bicycle, _bin, _person, _pole, _tree, _v
 
 # --------------------------------------------------------------------------------------------- layout
 def _draw_layout(sc: _Scene) -> dict:
+    """One function on purpose: the order of its random draws defines the output bytes (same seed, same
+    files), and reading the draws top to bottom keeps that order visible; splitting it would hide it."""
     rng, cam, cv = sc.rng, sc.cam, sc.cv
     st = sc.style
     z_near, z_end = 2.0, float(rng.uniform(90, 200))
@@ -229,6 +231,9 @@ def render_city_frame(rng: np.random.Generator, height: int, width: int, n_anoma
 
     Returns:
         The frame.
+
+    One function on purpose: the order of its random draws defines the output bytes (same seed, same
+    files), and reading the draws top to bottom keeps that order visible; splitting it would hide it.
     """
     st = sample_style(rng, style)
     sc = _Scene(rng, height, width, st)

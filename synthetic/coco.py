@@ -457,6 +457,9 @@ def render_coco_photo(rng: np.random.Generator, index: int, min_side: int = 320,
 
     Returns:
         The photograph and its annotated objects.
+
+    One function on purpose: the order of its random draws defines the output bytes (same seed, same
+    files), and reading the draws top to bottom keeps that order visible; splitting it would hide it.
     """
     h, w = int(rng.integers(min_side, max_side + 1)), int(rng.integers(min_side, max_side + 1))
     cv = wr.Canvas(h, w)
