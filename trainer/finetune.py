@@ -171,160 +171,194 @@ def run(cfg: FinetuneConfig, *, on_step: Callable[[int, dict[str, float]], None]
         shutdown(info)
 
 
-def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, float]], None] | None
-         ) -> dict[str, Any]:
-    device = info.device
-    amp_dtype = _amp_dtype(cfg, device)
-    last_url = join_url(cfg.out, "last.pt")
-    log_url = join_url(cfg.out, "train_log.jsonl")
-    fs, last_path = fsspec.core.url_to_fs(last_url)
-    has_last = fs.exists(last_path)
-    if has_last and not cfg.resume:
-        raise FileExistsError(f"{cfg.out} already holds a finetune run ({last_url}); pass --resume to continue "
-                              "it or choose another --out")
+class _Run:
+    """One rank's finetune run: model and head, shard stream, optimizer, resume state, validation and log.
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, cfg.num_classes)
-    load_checkpoint(model, cfg.checkpoint)
-    model.to(device)
-    params = freeze_all_but_head(model, cfg.head)
-    heads = head_modules(model, cfg.head)
-    base_head = BaseHead(model, cfg.head) if cfg.loss.needs_base else None  # before a resumed head is loaded
-    optimizer = make_optimizer(cfg, params)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    :meth:`train` runs the steps; :meth:`finish` checks that every rank holds the same head and saves it.
+    """
 
-    stream = ShardStream(list(cfg.shards), seed=cfg.seed, augment=Augment(cfg.scale, cfg.crop, cfg.flip),
-                         shuffle_buffer=cfg.shuffle_buffer, rank=info.rank, world_size=info.world_size,
-                         uneven="pad", epochs=None)
-    loader = StreamLoader(stream, cfg.batch_size, num_workers=cfg.workers, pin_memory=device.type == "cuda")
+    def __init__(self, cfg: FinetuneConfig, info: DistInfo,
+                 on_step: Callable[[int, dict[str, float]], None] | None) -> None:
+        self.cfg, self.info, self.on_step = cfg, info, on_step
+        self.device = device = info.device
+        self.amp_dtype = _amp_dtype(cfg, device)
+        self.last_url = join_url(cfg.out, "last.pt")
+        self.log_url = join_url(cfg.out, "train_log.jsonl")
+        fs, last_path = fsspec.core.url_to_fs(self.last_url)
+        has_last = fs.exists(last_path)
+        if has_last and not cfg.resume:
+            raise FileExistsError(f"{cfg.out} already holds a finetune run ({self.last_url}); pass --resume to "
+                                  "continue it or choose another --out")
 
-    step = 0
-    best: dict[str, Any] | None = None
-    best_head: dict[str, torch.Tensor] = {}
-    if cfg.resume and has_last:
-        state = read_checkpoint(last_url)
+        torch.manual_seed(cfg.seed)
+        self.model = model = build_model(cfg.arch, cfg.num_classes)
+        load_checkpoint(model, cfg.checkpoint)
+        model.to(device)
+        self.params = freeze_all_but_head(model, cfg.head)
+        self.heads = head_modules(model, cfg.head)
+        # captured before a resumed head is loaded
+        self.base_head = BaseHead(model, cfg.head) if cfg.loss.needs_base else None
+        self.optimizer = make_optimizer(cfg, self.params)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        stream = ShardStream(list(cfg.shards), seed=cfg.seed, augment=Augment(cfg.scale, cfg.crop, cfg.flip),
+                             shuffle_buffer=cfg.shuffle_buffer, rank=info.rank, world_size=info.world_size,
+                             uneven="pad", epochs=None)
+        self.loader = StreamLoader(stream, cfg.batch_size, num_workers=cfg.workers,
+                                   pin_memory=device.type == "cuda")
+        self.step = 0
+        self.best: dict[str, Any] | None = None
+        self.best_head: dict[str, torch.Tensor] = {}
+        resumed = bool(cfg.resume and has_last)
+        if resumed:
+            self._resume()
+        for module in self.heads.values():
+            broadcast_module(module, info)
+        if info.main:
+            write_log(self.log_url, {"event": "start", "step": self.step, "world_size": info.world_size,
+                                     "device": str(device), "amp": str(self.amp_dtype), "config": cfg.to_json(),
+                                     "resumed": resumed}, new=not resumed)
+        self.bar = tqdm(total=cfg.steps, initial=self.step, disable=not (info.main and cfg.progress),
+                        dynamic_ncols=True, desc="finetune", unit="step") if info.main else None
+
+    def _resume(self) -> None:
+        """Load head, optimizer, scaler, stream position and best validation result from ``last.pt``."""
+        cfg, info, url = self.cfg, self.info, self.last_url
+        state = read_checkpoint(url)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{last_url} is not a {STATE_FORMAT} resume file")
-        _check_resume_config(json.loads(state["config"]), cfg, last_url)
+            raise ValueError(f"{url} is not a {STATE_FORMAT} resume file")
+        _check_resume_config(json.loads(state["config"]), cfg, url)
         if len(state["stream"]) != info.world_size:
-            raise ValueError(f"cannot resume from {last_url}: it was written by {len(state['stream'])} ranks, "
+            raise ValueError(f"cannot resume from {url}: it was written by {len(state['stream'])} ranks, "
                              f"this run has {info.world_size}")
-        load_head_state_dict(model, cfg.head, state["head"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_head_state_dict(self.model, cfg.head, state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        loader.load_state_dict(json.loads(state["stream"][info.rank]))
-        step = int(state["step"])
-        best = json.loads(state["best"]) if state.get("best") else None
-        best_head = dict(state.get("best_head") or {})
-    for module in heads.values():
-        broadcast_module(module, info)
+            self.scaler.load_state_dict(state["scaler"])
+        self.loader.load_state_dict(json.loads(state["stream"][info.rank]))
+        self.step = int(state["step"])
+        self.best = json.loads(state["best"]) if state.get("best") else None
+        self.best_head = dict(state.get("best_head") or {})
 
-    if info.main:
-        write_log(log_url, {"event": "start", "step": step, "world_size": info.world_size,
-                            "device": str(device), "amp": str(amp_dtype), "config": cfg.to_json(),
-                            "resumed": bool(cfg.resume and has_last)}, new=not (cfg.resume and has_last))
-
-    def save_state() -> None:
-        streams = gather_objects(json.dumps(loader.state_dict()), info)
-        if not info.main:
+    def save_state(self) -> None:
+        """Write ``last.pt`` (rank 0, atomically) with every rank's stream position."""
+        cfg = self.cfg
+        streams = gather_objects(json.dumps(self.loader.state_dict()), self.info)
+        if not self.info.main:
             return
         payload = {
             "format": STATE_FORMAT,
-            "step": step,
+            "step": self.step,
             "config": json.dumps(cfg.to_json()),
             "head_name": cfg.head,
-            "head": head_state_dict(model, cfg.head),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "head": head_state_dict(self.model, cfg.head),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "stream": streams,
-            "best": json.dumps(best) if best else "",
-            "best_head": best_head,
+            "best": json.dumps(self.best) if self.best else "",
+            "best_head": self.best_head,
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
-        _write_bytes_atomic(last_url, buf.getvalue())
-        write_log(log_url, {"event": "checkpoint", "step": step, "url": last_url})
+        _write_bytes_atomic(self.last_url, buf.getvalue())
+        write_log(self.log_url, {"event": "checkpoint", "step": self.step, "url": self.last_url})
 
-    def validate() -> None:
-        nonlocal best, best_head
+    def validate(self) -> None:
+        """Pasted-pixel AP on the validation shards (rank 0); keeps the best head."""
+        cfg = self.cfg
+        if self.info.main:
+            res = evaluate_pasted_ap(self.model, cfg.val_shards, score=cfg.val_score, device=self.device,
+                                     amp_dtype=self.amp_dtype, max_frames=cfg.val_max_frames)
+            best = self.best
+            if best is None or (not math.isnan(res["ap"]) and res["ap"] > best["ap"]):
+                self.best = best = {"step": self.step, "ap": res["ap"]}
+                self.best_head = head_state_dict(self.model, cfg.head)
+            write_log(self.log_url, {"event": "val", "step": self.step, **res, "best_step": best["step"],
+                                     "best_ap": best["ap"]})
+            if self.bar is not None:
+                self.bar.write(f"step {self.step}: pasted-pixel AP {res['ap']:.4f} (best {best['ap']:.4f} at step "
+                               f"{best['step']})")
+        barrier(self.info)
+
+    def _log_window(self, parts_sum: torch.Tensor, window_steps: int, seconds: float, epoch: int) -> None:
+        """The mean losses of the last ``window_steps`` steps over every rank, and the throughput."""
+        cfg, info = self.cfg, self.info
+        mean = mean_over_ranks(parts_sum / window_steps, info).tolist()
+        ips = window_steps * cfg.batch_size * info.world_size / max(seconds, 1e-9)
         if info.main:
-            res = evaluate_pasted_ap(model, cfg.val_shards, score=cfg.val_score, device=device, amp_dtype=amp_dtype,
-                                     max_frames=cfg.val_max_frames)
-            improved = best is None or (not math.isnan(res["ap"]) and res["ap"] > best["ap"])
-            if improved:
-                best = {"step": step, "ap": res["ap"]}
-                best_head = head_state_dict(model, cfg.head)
-            write_log(log_url, {"event": "val", "step": step, **res, "best_step": best["step"],
-                                  "best_ap": best["ap"]})
-            if bar is not None:
-                bar.write(f"step {step}: pasted-pixel AP {res['ap']:.4f} (best {best['ap']:.4f} at step "
-                          f"{best['step']})")
+            write_log(self.log_url, {"event": "step", "step": self.step, "loss": mean[0], "ce": mean[1],
+                                     "anchor": mean[2], "ood": mean[3], "lr": self.optimizer.param_groups[0]["lr"],
+                                     "images_per_s": ips, "epoch": epoch})
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{mean[0]:.4f}", ood=f"{mean[3]:.4f}", img_s=f"{ips:.1f}")
+
+    def train(self) -> None:
+        """Run the remaining steps, with periodic logs, validation and ``last.pt``."""
+        cfg, info, model = self.cfg, self.info, self.model
+        model.train()
+        if cfg.val_shards and self.step == 0 and self.best is None:
+            self.validate()  # the base model's AP: a finetune that does not beat it keeps the base head
+        window_t0, window_steps, paused = time.perf_counter(), 0, 0.0
+        parts_sum = torch.zeros(4, device=self.device)
+        batches = iter(self.loader)
+        while self.step < cfg.steps:
+            batch = next(batches)
+            x = normalize(batch["image"].to(self.device, non_blocking=True))
+            y = batch["label"].to(self.device, non_blocking=True).long()
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                with torch.no_grad():
+                    feats = model.forward_features(x, cfg.head)
+                loss, parts = head_loss(model, feats, x.shape[-2:], y, cfg.loss, cfg.head, self.base_head)
+            optimizer_step(loss, self.optimizer, self.scaler, lambda: average_gradients(self.params, info))
+            if cfg.head == "final":
+                for module in self.heads.values():
+                    average_buffers(module, info)
+            self.step += 1
+            window_steps += 1
+            parts_sum += torch.stack([parts["loss"], parts["ce"], parts["anchor"], parts["ood"]])
+            if self.on_step is not None:
+                self.on_step(self.step, {k: float(v) for k, v in parts.items()})
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                # validation and checkpoint time excluded from the throughput
+                self._log_window(parts_sum, window_steps, time.perf_counter() - window_t0 - paused,
+                                 int(batch["epoch"].max()))
+                window_t0, window_steps, paused = time.perf_counter(), 0, 0.0
+                parts_sum.zero_()
+            if self.bar is not None:
+                self.bar.update(1)
+            t_pause = time.perf_counter()
+            if cfg.val_shards and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                self.validate()
+            if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                self.save_state()
+            paused += time.perf_counter() - t_pause
+        if self.bar is not None:
+            self.bar.close()
+
+    def finish(self) -> dict[str, Any]:
+        """Check that every rank holds the same head, save the chosen one (best validated, else final)."""
+        cfg, info = self.cfg, self.info
+        final = head_state_dict(self.model, cfg.head)
+        hashes = gather_objects(_sha256(final), info)
+        if info.main:
+            if len(set(hashes)) != 1:
+                raise RuntimeError(f"ranks finished with different head weights: {hashes}")
+            chosen, chosen_step = final, self.step
+            if self.best is not None and self.best_head:
+                chosen, chosen_step = self.best_head, self.best["step"]
+            save_finetuned(self.model, cfg, chosen, chosen_step, self.step, self.best)
+            load_head_state_dict(self.model, cfg.head, final)
+            write_log(self.log_url, {"event": "end", "step": self.step, "head_sha256_per_rank": hashes,
+                                     "best": self.best, "saved_head_step": chosen_step})
         barrier(info)
+        return {"step": self.step, "best": self.best, "head_sha256": hashes[info.rank], "out": cfg.out,
+                "rank": info.rank}
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (info.main and cfg.progress), dynamic_ncols=True,
-               desc="finetune", unit="step") if info.main else None
-    model.train()
-    if cfg.val_shards and step == 0 and best is None:
-        validate()  # the base model's AP: a finetune that does not beat it keeps the base head
-    window_t0, window_steps, paused = time.perf_counter(), 0, 0.0
-    parts_sum = torch.zeros(4, device=device)
-    batches = iter(loader)
-    while step < cfg.steps:
-        batch = next(batches)
-        x = normalize(batch["image"].to(device, non_blocking=True))
-        y = batch["label"].to(device, non_blocking=True).long()
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            with torch.no_grad():
-                feats = model.forward_features(x, cfg.head)
-            loss, parts = head_loss(model, feats, x.shape[-2:], y, cfg.loss, cfg.head, base_head)
-        optimizer_step(loss, optimizer, scaler, lambda: average_gradients(params, info))
-        if cfg.head == "final":
-            for module in heads.values():
-                average_buffers(module, info)
-        step += 1
-        window_steps += 1
-        parts_sum += torch.stack([parts["loss"], parts["ce"], parts["anchor"], parts["ood"]])
-        if on_step is not None:
-            on_step(step, {k: float(v) for k, v in parts.items()})
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            mean = mean_over_ranks(parts_sum / window_steps, info).tolist()
-            dt = time.perf_counter() - window_t0 - paused  # validation and checkpoint time excluded
-            ips = window_steps * cfg.batch_size * info.world_size / max(dt, 1e-9)
-            if info.main:
-                rec = {"event": "step", "step": step, "loss": mean[0], "ce": mean[1], "anchor": mean[2], "ood": mean[3],
-                       "lr": optimizer.param_groups[0]["lr"], "images_per_s": ips,
-                       "epoch": int(batch["epoch"].max())}
-                write_log(log_url, rec)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{mean[0]:.4f}", ood=f"{mean[3]:.4f}", img_s=f"{ips:.1f}")
-            window_t0, window_steps, paused = time.perf_counter(), 0, 0.0
-            parts_sum.zero_()
-        if bar is not None:
-            bar.update(1)
-        t_pause = time.perf_counter()
-        if cfg.val_shards and (step % cfg.val_every == 0 or step == cfg.steps):
-            validate()
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_state()
-        paused += time.perf_counter() - t_pause
-    if bar is not None:
-        bar.close()
 
-    final = head_state_dict(model, cfg.head)
-    hashes = gather_objects(_sha256(final), info)
-    if info.main:
-        if len(set(hashes)) != 1:
-            raise RuntimeError(f"ranks finished with different head weights: {hashes}")
-        chosen, chosen_step = final, step
-        if best is not None and best_head:
-            chosen, chosen_step = best_head, best["step"]
-        save_finetuned(model, cfg, chosen, chosen_step, step, best)
-        load_head_state_dict(model, cfg.head, final)
-        write_log(log_url, {"event": "end", "step": step, "head_sha256_per_rank": hashes, "best": best,
-                              "saved_head_step": chosen_step})
-    barrier(info)
-    return {"step": step, "best": best, "head_sha256": hashes[info.rank], "out": cfg.out, "rank": info.rank}
+def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, float]], None] | None
+         ) -> dict[str, Any]:
+    run_ = _Run(cfg, info, on_step)
+    run_.train()
+    return run_.finish()
 
 
 # ------------------------------------------------------------------------------------------- command line
