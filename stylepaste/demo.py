@@ -29,6 +29,7 @@ from evaluation.results import EvaluateConfig, ModelSpec
 from pipelines import augment, bank, beam_io
 from pipelines.augment import AugmentConfig
 from pipelines.bank import BankConfig
+from style_transfer.aligners import DEFAULT_ALIGNER
 from style_transfer.registry import AlignerSpec
 from synthetic.world import WorldConfig, add_world_size_arguments, format_summary, generate_world
 from trainer import finetune
@@ -79,7 +80,7 @@ class DemoConfig:
     height: int = 256
     width: int = 512
     coco_images: int = 120
-    aligner: str = "reinhard+sensor"
+    aligner: str = DEFAULT_ALIGNER
     k: int = 5
     inlier: str = "distill"
     cache_features: bool = True

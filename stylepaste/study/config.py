@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.labels import NUM_CLASSES
+from style_transfer.aligners import DEFAULT_ALIGNER
 from style_transfer.registry import AlignerSpec
 from trainer.losses import INLIER_KINDS, LossConfig
 
@@ -15,7 +16,7 @@ ALIGNMENTS: dict[str, AlignerSpec] = {
     "none": AlignerSpec("none"),
     "sensor": AlignerSpec("sensor"),
     "reinhard": AlignerSpec("reinhard"),
-    "reinhard+sensor": AlignerSpec("reinhard+sensor"),
+    DEFAULT_ALIGNER: AlignerSpec(DEFAULT_ALIGNER),
     "reinhard_object": AlignerSpec("reinhard", {"mode": "object"}),
     "histogram": AlignerSpec("histogram"),
     "fda": AlignerSpec("fda"),
@@ -23,7 +24,7 @@ ALIGNMENTS: dict[str, AlignerSpec] = {
 """Alignment settings of the ablation: name -> the aligner ``stylepaste augment`` runs."""
 LEARNED = "learned"
 """Alignment setting of a trained style generator (``StudyConfig.learned``)."""
-DEFAULT_ALIGNMENT = "reinhard+sensor"
+DEFAULT_ALIGNMENT = DEFAULT_ALIGNER
 SCORES: tuple[str, ...] = ("max_logit", "energy", "max_min")
 METRICS: tuple[str, ...] = ("auroc", "ap", "fpr95")
 METRIC_TITLES: dict[str, str] = {"auroc": "AUROC↑", "ap": "AP↑", "fpr95": "FPR95↓"}
