@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import beam_io
+from pipelines import beam_io, running
 from pipelines.coco import (
     DEFAULT_EXCLUDE, FILTER_REASONS, REJECT_REASONS, STAGE, CutRules, Filtered, Kept, Rejected, category_table,
     cut_image_objects, group_by_image, read_instances, resolve_excluded,
@@ -268,13 +268,13 @@ def run(cfg: BankConfig, options: PipelineOptions | None = None) -> Manifest:
         FileExistsError: If the output folder is not empty and ``cfg.overwrite`` is False.
     """
     options = options or PipelineOptions(["--runner=DirectRunner"])
-    beam_io.check_shared_storage([cfg.coco, cfg.annotations_url, cfg.images_url, cfg.out], options)
+    running.check_shared_storage([cfg.coco, cfg.annotations_url, cfg.images_url, cfg.out], options)
     catalog = load_catalog(cfg)
     folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite)
     try:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, cfg, folder.work_url, catalog)
-        beam_io.run_to_completion(pipeline)
+        running.run_to_completion(pipeline)
         parameters = asdict(cfg)
         parameters["excluded_categories"] = sorted(catalog.categories[i] for i in catalog.excluded_ids)
         return folder.commit(
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace a non-empty output folder (only once the new run has succeeded)")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="log level, Beam's included (default: %(default)s)")
-    beam_io.add_beam_arguments(p)
+    running.add_beam_arguments(p)
     return p
 
 
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                         force=True)
     try:
         cfg = config_from_args(args)
-        options = beam_io.pipeline_options(args, beam_args)
+        options = running.pipeline_options(args, beam_args)
     except ValueError as err:
         parser.error(str(err))
     try:

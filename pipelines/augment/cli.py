@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipelines import beam_io
+from pipelines import beam_io, running
 from pipelines.augment.config import REJECT_REASONS, AugmentConfig
 from pipelines.augment.graph import run
 from pipelines.paste import BLEND_MODES, SLOT_PASTED, PasteConfig
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "keeps its own setting")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="log level, Beam's included")
-    beam_io.add_beam_arguments(p)
+    running.add_beam_arguments(p)
     return p
 
 
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                         force=True)
     try:
         cfg = config_from_args(args)
-        options = beam_io.pipeline_options(args, beam_args)
+        options = running.pipeline_options(args, beam_args)
         start = time.perf_counter()
         manifest = run(cfg, options)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

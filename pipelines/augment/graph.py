@@ -11,7 +11,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import beam_io
+from pipelines import beam_io, running
 from pipelines.augment.config import ALIGN, CLEAN, AugmentConfig
 from pipelines.augment.dofns import (
     EncodeCleanFn,
@@ -168,13 +168,13 @@ def run(cfg: AugmentConfig, options: beam.options.pipeline_options.PipelineOptio
         The committed :class:`schemas.manifest.Manifest`.
     """
     options = options or PipelineOptions(["--runner=DirectRunner"])
-    beam_io.check_shared_storage([cfg.out, cfg.cityscapes, cfg.bank], options)
+    running.check_shared_storage([cfg.out, cfg.cityscapes, cfg.bank], options)
     frames, bank_urls, source = resolve_inputs(cfg)
     folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite)
     try:
         p = beam.Pipeline(options=options)
         write_outputs(build_pipeline(p, cfg, frames, bank_urls), cfg, folder.work_url)
-        beam_io.run_to_completion(p)
+        running.run_to_completion(p)
         manifest = folder.commit(FRAME, parameters=cfg.manifest_parameters(), seed=cfg.seed, source=source, overwrite=cfg.overwrite)
     except BaseException:
         folder.discard()

@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import beam_io
+from pipelines import beam_io, running
 from schemas.arrow import ShardKind
 from schemas.manifest import read_manifest, read_shard
 
@@ -171,10 +171,10 @@ def test_discard_removes_an_output_folder_the_run_created(tmp_path):
 
 def test_memory_urls_need_an_in_process_runner():
     ok = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_threading"])
-    beam_io.check_shared_storage(["memory://x/out", "/data/coco"], ok)
+    running.check_shared_storage(["memory://x/out", "/data/coco"], ok)
     bad = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=multi_processing"])
     with pytest.raises(ValueError, match="memory://x/out"):
-        beam_io.check_shared_storage(["memory://x/out"], bad)
-    beam_io.check_shared_storage(["/local/out"], bad)
+        running.check_shared_storage(["memory://x/out"], bad)
+    running.check_shared_storage(["/local/out"], bad)
     with pytest.raises(ValueError, match="DataflowRunner"):
-        beam_io.check_shared_storage(["memory://x"], PipelineOptions(["--runner=DataflowRunner"]))
+        running.check_shared_storage(["memory://x"], PipelineOptions(["--runner=DataflowRunner"]))
