@@ -373,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"stylepaste bank: error: {err}", file=sys.stderr)
         return 2
-    print(f"stylepaste bank: {manifest.rows} objects in {len(manifest.shards)} shards -> {cfg.out}")
-    print(beam_io.accounting_line(manifest.counts))
+    print(summary_lines(manifest, cfg.out))
     return 0
+
+
+def summary_lines(manifest: Manifest, out: str) -> str:
+    """What a finished bank run prints: objects and shards, and the accounting line."""
+    return (f"stylepaste bank: {manifest.rows} objects in {len(manifest.shards)} shards -> {out}\n"
+            + beam_io.accounting_line(manifest.counts))

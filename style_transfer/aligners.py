@@ -24,7 +24,8 @@ are in :mod:`style_transfer.colour`, the sensor aligner in :mod:`style_transfer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import torch
@@ -166,10 +167,16 @@ class Aligner(nn.Module):
         super().__init__()
         self.strength = _check_strength(strength)
 
+    @classmethod
+    def pixels_needed(cls, params: Mapping[str, Any]) -> bool:
+        """Whether an aligner of this class built with ``params`` needs ``style`` even when ``style_stats`` is
+        given; answered without building it (:attr:`needs_style_pixels` of the instance)."""
+        return True
+
     @property
     def needs_style_pixels(self) -> bool:
         """Whether :meth:`forward` needs ``style`` even when ``style_stats`` is given."""
-        return True
+        return self.pixels_needed({})
 
     @property
     def needs_style(self) -> bool:
@@ -296,8 +303,8 @@ def _moments(image: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
 class NoAlign(Aligner):
     """The identity (``none``): returns the content unchanged; ``style`` may be None."""
 
-    @property
-    def needs_style_pixels(self) -> bool:
+    @classmethod
+    def pixels_needed(cls, params: Mapping[str, Any]) -> bool:
         return False
 
     @property

@@ -3,6 +3,9 @@ low-frequency Fourier amplitude swap. Each follows :class:`style_transfer.aligne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import math
 
 import torch
@@ -47,9 +50,13 @@ class Reinhard(Aligner):
             raise ValueError(f"max_ratio must be >= 1, got {max_ratio!r}")
         self.max_ratio = float(max_ratio)
 
+    @classmethod
+    def pixels_needed(cls, params: Mapping[str, Any]) -> bool:
+        return params.get("mode", "image") == "object"
+
     @property
     def needs_style_pixels(self) -> bool:
-        return self.mode == "object"
+        return self.pixels_needed({"mode": self.mode})
 
     def restyle(self, inputs: AlignInputs) -> torch.Tensor:
         lab = rgb_to_lab(inputs.content)

@@ -92,17 +92,6 @@ def _construct(name: str, factory, **params: object) -> Aligner:
         raise
 
 
-#: Whether an aligner of each simple kind needs the destination pixels (not only their statistics), by params.
-_NEEDS_STYLE_PIXELS = {
-    "none": lambda p: False,
-    "sensor": lambda p: False,
-    "reinhard": lambda p: p.get("mode", "image") == "object",
-    "histogram": lambda p: True,
-    "fda": lambda p: True,
-    "learned": lambda p: True,
-}
-
-
 @dataclass(frozen=True)
 class AlignerSpec:
     """An aligner by name with its constructor parameters (see :func:`get_aligner`).
@@ -169,11 +158,10 @@ class AlignerSpec:
         """Whether the aligner needs the destination thumbnail, not only its statistics; answered without
         building it (no weights are read)."""
         if self.name == "chain":
-            return any(_NEEDS_STYLE_PIXELS.get(_step_name(s), lambda p: True)(_step_params(s))
-                       for s in self.params.get("steps") or ())
+            return any(_class_of(_step_name(s)).pixels_needed(_step_params(s)) for s in self.params.get("steps") or ())
         if len(self.parts) > 1:
-            return any(_NEEDS_STYLE_PIXELS[p]({}) for p in self.parts)
-        return _NEEDS_STYLE_PIXELS[self.name](self.params)
+            return any(_class_of(p).pixels_needed({}) for p in self.parts)
+        return _class_of(self.name).pixels_needed(self.params)
 
     def with_params(self, **params: Any) -> AlignerSpec:
         """A copy with ``params`` added (e.g. ``strength``)."""
@@ -190,6 +178,12 @@ class AlignerSpec:
 
     def __str__(self) -> str:
         return self.name if not self.params else f"{self.name} {json.dumps(dict(self.params), sort_keys=True)}"
+
+
+def _class_of(name: str) -> type[Aligner]:
+    """The aligner class behind a simple name (``learned`` included; the base class, which needs the style pixels,
+    for a name it does not know)."""
+    return LearnedAligner if name == "learned" else _SIMPLE.get(name, Aligner)
 
 
 def _step_name(step: Any) -> str:

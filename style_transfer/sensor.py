@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import kornia
 import numpy as np
@@ -87,8 +88,8 @@ class Sensor(Aligner):
         self.max_sigma = float(max_sigma)
         self.seed = int(seed)
 
-    @property
-    def needs_style_pixels(self) -> bool:
+    @classmethod
+    def pixels_needed(cls, params: Mapping[str, Any]) -> bool:
         return False
 
     def plan(self, inputs: AlignInputs) -> tuple[torch.Tensor, torch.Tensor, list[int | None]]:

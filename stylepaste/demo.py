@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from evaluation.report import false_alarm_tables, markdown_table
 from evaluation.results import EvaluateConfig, ModelSpec
-from pipelines import augment, bank, beam_io
+from pipelines import augment, bank
 from pipelines.augment import AugmentConfig
 from pipelines.bank import BankConfig
 from style_transfer.aligners import DEFAULT_ALIGNER
@@ -181,8 +181,7 @@ def run(cfg: DemoConfig) -> dict:
     if not (cfg.keep and (bdir / "_manifest.json").exists()):
         manifest = bank.run(BankConfig(coco=str(wdir / "coco"), split="train2017", out=str(bdir), num_shards=2,
                                        overwrite=True), beam)
-        print(f"stylepaste bank: {manifest.rows} objects in {len(manifest.shards)} shards -> {bdir}")
-        print(beam_io.accounting_line(manifest.counts))
+        print(bank.summary_lines(manifest, str(bdir)))
     st.done("bank", t)
 
     t = st.start("augment", f"style-aligned ({cfg.aligner}) copy-paste into the train frames (Beam) -> {adir}")
@@ -190,8 +189,7 @@ def run(cfg: DemoConfig) -> dict:
         manifest = augment.run(AugmentConfig(
             cityscapes=str(wdir / "cityscapes"), split="train", bank=str(bdir), out=str(adir),
             aligner=AlignerSpec(cfg.aligner), seed=cfg.seed, num_shards=4, overwrite=True), beam)
-        print(f"augment: {manifest.rows} frames in {len(manifest.shards)} shards -> {adir}")
-        print(beam_io.accounting_line(manifest.counts))
+        print(augment.summary_lines(manifest, str(adir)))
     st.done("augment", t)
 
     how = "on cached body features" if cfg.cache_features else "streaming the shards"

@@ -25,6 +25,7 @@ from evaluation.loop import BuiltModel
 from evaluation.report import markdown_table
 from evaluation.results import EvaluateConfig, EvaluationResult, ModelSpec
 from evaluation.scores import ALL_SCORES
+from schemas.labels import NUM_CLASSES
 from schemas.runtime import resolve_device
 from trainer.checkpoint import checkpoint_info, load_checkpoint
 from trainer.models import build_model, normalize
@@ -63,7 +64,7 @@ def built_model(spec: ModelSpec, device: torch.device) -> BuiltModel:
     """``spec``'s checkpoint as a :class:`evaluation.loop.BuiltModel`."""
     model = load_model(spec, device)
     return BuiltModel(predict=lambda image: predict(model, image, device),
-                      num_classes=getattr(model, "num_classes", 19))
+                      num_classes=getattr(model, "num_classes", NUM_CLASSES))
 
 
 def evaluate(cfg: EvaluateConfig) -> EvaluationResult:

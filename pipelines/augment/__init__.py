@@ -36,7 +36,15 @@ unreadable_image, unreadable_label); frames are never filtered. Extras: ``frames
 pasted + dropped by reason), ``candidates/*``, ``per_category/*`` (pasted objects) and ``pixels/ood``.
 """
 
-from pipelines.augment.cli import build_parser, config_from_args, contact_sheet, main, parse_label_ids, parse_surfaces
+from pipelines.augment.cli import (
+    build_parser,
+    config_from_args,
+    contact_sheet,
+    main,
+    parse_label_ids,
+    parse_surfaces,
+    summary_lines,
+)
 from pipelines.augment.config import REJECT_REASONS, STAGE, TIME_NAMESPACE, AugmentConfig
 from pipelines.augment.dofns import inspect_image, noise_seed
 from pipelines.augment.elements import BankObject, FrameJob, PlacedFrame
@@ -45,5 +53,5 @@ from pipelines.augment.graph import AugmentOutputs, build_pipeline, make_handler
 __all__ = [
     "REJECT_REASONS", "STAGE", "TIME_NAMESPACE", "AugmentConfig", "AugmentOutputs", "BankObject", "FrameJob", "PlacedFrame",
     "build_parser", "build_pipeline", "config_from_args", "contact_sheet", "inspect_image", "main", "make_handler",
-    "noise_seed", "parse_label_ids", "parse_surfaces", "resolve_inputs", "run", "write_outputs",
+    "noise_seed", "parse_label_ids", "parse_surfaces", "summary_lines", "resolve_inputs", "run", "write_outputs",
 ]

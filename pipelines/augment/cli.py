@@ -20,6 +20,7 @@ from pipelines.augment.graph import run
 from pipelines.paste import BLEND_MODES, SLOT_PASTED, PasteConfig
 from schemas.arrow import FRAME
 from schemas.codecs import IMAGE_CODECS, decode_image, decode_png
+from schemas.manifest import Manifest
 from schemas.labels import LABEL_BY_NAME, TRAIN_CLASSES, colorize_train_ids
 from style_transfer.registry import AlignerSpec
 
@@ -269,16 +270,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"stylepaste augment: error: {err}", file=sys.stderr)
         return 2
+    print(summary_lines(manifest, cfg.out, time.perf_counter() - start))
+    return 0
+
+
+def summary_lines(manifest: Manifest, out: str, seconds: float | None = None) -> str:
+    """What a finished augment run prints: rows and shards, the slot outcomes and the accounting line."""
     counts = manifest.counts
-    print(f"augment: {manifest.rows} frames in {len(manifest.shards)} shards -> {cfg.out} "
-          f"({time.perf_counter() - start:.1f} s)")
+    lines = [f"augment: {manifest.rows} frames in {len(manifest.shards)} shards -> {out}"
+             + (f" ({seconds:.1f} s)" if seconds is not None else "")]
     slots = counts.get("slots", {})
     if slots:
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(slots.items()) if k not in ("planned", SLOT_PASTED))
-        print(f"slots: planned {slots.get('planned', 0)} = pasted {slots.get(SLOT_PASTED, 0)}"
-              + (f" + dropped ({dropped})" if dropped else ""))
-    print(beam_io.accounting_line(counts))
-    return 0
+        lines.append(f"slots: planned {slots.get('planned', 0)} = pasted {slots.get(SLOT_PASTED, 0)}"
+                     + (f" + dropped ({dropped})" if dropped else ""))
+    lines.append(beam_io.accounting_line(counts))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
