@@ -404,6 +404,51 @@ def crop_box(bbox: tuple[float, float, float, float], extent: tuple[int, int, in
 # One image -> outcomes
 
 
+_Wanted = tuple[dict[str, Any], tuple[int, int, int, int], np.ndarray, float]
+"""An annotation to cut: the annotation, its crop box (x0, y0, x1, y1), the mask in that box, the mask's area."""
+
+
+def _select_annotation(ann: dict[str, Any], image: Mapping[str, Any], image_url: str, rules: CutRules,
+                       excluded_here: bool) -> Outcome | _Wanted:
+    """One annotation's fate before the image is read: a reject or filter outcome, or what to cut (the
+    annotation, its crop box, the mask inside that box and the mask's area)."""
+    height, width = int(image["height"]), int(image["width"])
+    aid = int(ann["id"])
+    element = {"annotation_id": aid, "image_id": image["id"], "category_id": _jsonable(ann.get("category_id")),
+               "file": image_url}
+    problem = _annotation_problem(ann)
+    if problem:
+        return Rejected(element, "invalid_annotation", f"annotation {aid}: {problem}")
+    cid = int(ann["category_id"])
+    if cid not in rules.categories:
+        return Rejected(element, "unknown_category",
+                        f"annotation {aid}: category_id {cid} is not in 'categories'")
+    if cid in rules.excluded_ids:
+        return Filtered(aid, "excluded_category")
+    if excluded_here:
+        return Filtered(aid, "excluded_image")
+    if bool(ann.get("iscrowd", 0)) and not rules.keep_crowd:
+        return Filtered(aid, "crowd")
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    tol = rules.box_tolerance
+    if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+        return Rejected(element, "box_outside_image",
+                        f"annotation {aid}: bbox {[x, y, w, h]} reaches outside the {width}x{height} "
+                        f"image by more than {tol} px")
+    try:
+        mask = decode_segmentation(ann["segmentation"], height, width)
+    except InvalidSegmentation as err:
+        return Rejected(element, err.reason, f"annotation {aid}: {err}")
+    extent = mask_extent(mask)
+    if extent is None:
+        return Filtered(aid, "empty_mask")
+    area = int(mask.sum(dtype=np.int64))
+    if area < rules.min_area or min(extent[2] - extent[0], extent[3] - extent[1]) < rules.min_side:
+        return Filtered(aid, "too_small")
+    box = crop_box((x, y, w, h), extent, rules.margin, height, width)
+    return ann, box, mask[box[1]:box[3], box[0]:box[2]].copy(), float(area)
+
+
 def cut_image_objects(
     task: Mapping[str, Any],
     rules: CutRules,
@@ -434,51 +479,13 @@ def cut_image_objects(
         _is_int(a.get("category_id")) and int(a["category_id"]) in rules.excluded_ids for a in anns)
 
     outcomes: list[Outcome] = []
-    wanted: list[tuple[dict[str, Any], tuple[int, int, int, int], np.ndarray, float]] = []
+    wanted: list[_Wanted] = []
     for ann in anns:
-        aid = int(ann["id"])
-        element = {"annotation_id": aid, "image_id": image["id"], "category_id": _jsonable(ann.get("category_id")),
-                   "file": image_url}
-        problem = _annotation_problem(ann)
-        if problem:
-            outcomes.append(Rejected(element, "invalid_annotation", f"annotation {aid}: {problem}"))
-            continue
-        cid = int(ann["category_id"])
-        if cid not in rules.categories:
-            outcomes.append(Rejected(element, "unknown_category",
-                                     f"annotation {aid}: category_id {cid} is not in 'categories'"))
-            continue
-        if cid in rules.excluded_ids:
-            outcomes.append(Filtered(aid, "excluded_category"))
-            continue
-        if excluded_here:
-            outcomes.append(Filtered(aid, "excluded_image"))
-            continue
-        if bool(ann.get("iscrowd", 0)) and not rules.keep_crowd:
-            outcomes.append(Filtered(aid, "crowd"))
-            continue
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        tol = rules.box_tolerance
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            outcomes.append(Rejected(element, "box_outside_image",
-                                     f"annotation {aid}: bbox {[x, y, w, h]} reaches outside the {width}x{height} "
-                                     f"image by more than {tol} px"))
-            continue
-        try:
-            mask = decode_segmentation(ann["segmentation"], height, width)
-        except InvalidSegmentation as err:
-            outcomes.append(Rejected(element, err.reason, f"annotation {aid}: {err}"))
-            continue
-        extent = mask_extent(mask)
-        if extent is None:
-            outcomes.append(Filtered(aid, "empty_mask"))
-            continue
-        area = int(mask.sum(dtype=np.int64))
-        if area < rules.min_area or min(extent[2] - extent[0], extent[3] - extent[1]) < rules.min_side:
-            outcomes.append(Filtered(aid, "too_small"))
-            continue
-        box = crop_box((x, y, w, h), extent, rules.margin, height, width)
-        wanted.append((ann, box, mask[box[1]:box[3], box[0]:box[2]].copy(), float(area)))
+        picked = _select_annotation(ann, image, image_url, rules, excluded_here)
+        if isinstance(picked, tuple):
+            wanted.append(picked)
+        else:
+            outcomes.append(picked)
 
     if not wanted:
         return outcomes

@@ -19,7 +19,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -35,7 +35,7 @@ from synthetic.world import WorldConfig, add_world_size_arguments, format_summar
 from trainer import finetune
 from trainer.cached import run_cached
 from trainer.evaluate import evaluate
-from trainer.losses import LossConfig
+from trainer.losses import INLIER_KINDS, LossConfig
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "trainer" / "assets" / "demo_small.pt"
 """The committed base model: ``small`` pretrained on the default synthetic city (seed 0)."""
@@ -44,23 +44,25 @@ BASE_SCORES: tuple[str, ...] = ("msp", "max_logit", "entropy", "energy", "sml", 
 FINETUNED_SCORES: tuple[str, ...] = ("max_logit", "energy", "max_min")
 
 
+def _demo_world() -> WorldConfig:
+    return WorldConfig(out="world")
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """Settings of the demo run. The defaults are the documented demo; tests shrink them.
+
+    The stages' own settings are composed, not copied: ``world`` gives the city's size (its ``out``, ``seed``,
+    ``workers`` and ``overwrite`` are set by the demo), ``loss`` the finetuning loss.
 
     Attributes:
         out: Output folder (local path); ``world/``, ``bank/``, ``augmented/``, ``finetune/``, ``report/`` inside.
         seed: Seed of the synthetic city and of every later stage.
         checkpoint: Base model (default: the committed demo checkpoint).
-        train: Synthetic train frames. The committed base model was trained on the default 300.
-        val: Synthetic val frames (mIoU).
-        anomaly: Synthetic anomaly frames (the test set).
-        height: Frame height.
-        width: Frame width.
-        coco_images: COCO-like photographs the object bank is cut from.
+        world: Size of the synthetic city (frames per split, frame size, photographs). The committed base model
+            was trained on the default 300 train frames.
         aligner: Style aligner of the augmentation.
-        k: Top-k of the one-vs-rest loss.
-        inlier: Inlier term of the loss (:data:`trainer.losses.INLIER_KINDS`).
+        loss: Finetuning loss (top-k of the one-vs-rest term, inlier term, weights).
         cache_features: Train the head on cached body features (flips off).
         steps: Finetuning steps.
         batch_size: Finetuning batch size.
@@ -74,15 +76,9 @@ class DemoConfig:
     out: str = "runs/demo"
     seed: int = 0
     checkpoint: str = str(DEMO_CHECKPOINT)
-    train: int = 300
-    val: int = 50
-    anomaly: int = 100
-    height: int = 256
-    width: int = 512
-    coco_images: int = 120
+    world: WorldConfig = field(default_factory=_demo_world)
     aligner: str = DEFAULT_ALIGNER
-    k: int = 5
-    inlier: str = "distill"
+    loss: LossConfig = field(default_factory=LossConfig)
     cache_features: bool = True
     steps: int = 200
     batch_size: int = 8
@@ -91,6 +87,11 @@ class DemoConfig:
     overlays: int = 4
     progress: bool = True
     keep: bool = False
+
+    @property
+    def finetuned_label(self) -> str:
+        """Name of the finetuned model in the tables."""
+        return "finetuned (k=%s, %s)" % (self.loss.k if self.loss.k is not None else "C", self.aligner)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,10 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=d.out, help="output folder")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of every stage")
     p.add_argument("--checkpoint", default=d.checkpoint, help="base model checkpoint")
-    add_world_size_arguments(p, d)
+    add_world_size_arguments(p, d.world)
     p.add_argument("--aligner", default=d.aligner, help="style aligner of the augmentation")
-    p.add_argument("--k", type=int, default=d.k, help="top-k of the one-vs-rest loss")
-    p.add_argument("--inlier", default=d.inlier, help="inlier term of the loss (distill, ce, true_bce, ovr_bce)")
+    p.add_argument("--k", type=int, default=d.loss.k, help="top-k of the one-vs-rest loss")
+    p.add_argument("--inlier", default=d.loss.inlier, choices=INLIER_KINDS, help="inlier term of the loss")
     p.add_argument("--no-cache-features", action="store_true",
                    help="stream the shards through the frozen body at every step instead of caching its features")
     p.add_argument("--steps", type=int, default=d.steps, help="finetuning steps")
@@ -167,13 +168,11 @@ def run(cfg: DemoConfig) -> dict:
     st = _Stages(5)
     wdir, bdir, adir, fdir, rdir = (out / n for n in ("world", "bank", "augmented", "finetune", "report"))
 
-    t = st.start("world", f"synthetic city, {cfg.train} train / {cfg.val} val / {cfg.anomaly} anomaly frames "
-                 f"at {cfg.height}x{cfg.width}, {cfg.coco_images} COCO-like photographs -> {wdir}")
+    w = replace(cfg.world, out=str(wdir), seed=cfg.seed, workers=cfg.workers, overwrite=True)
+    t = st.start("world", f"synthetic city, {w.train} train / {w.val} val / {w.anomaly} anomaly frames "
+                 f"at {w.height}x{w.width}, {w.coco_images} COCO-like photographs -> {wdir}")
     if not (cfg.keep and (wdir / "world.json").exists()):
-        summary = generate_world(WorldConfig(
-            out=str(wdir), seed=cfg.seed, train=cfg.train, val=cfg.val, anomaly=cfg.anomaly, height=cfg.height,
-            width=cfg.width, coco_images=cfg.coco_images, workers=cfg.workers, overwrite=True),
-            progress=cfg.progress and sys.stderr.isatty())
+        summary = generate_world(w, progress=cfg.progress and sys.stderr.isatty())
         print(format_summary(summary))
     st.done("world", t)
 
@@ -193,11 +192,11 @@ def run(cfg: DemoConfig) -> dict:
     st.done("augment", t)
 
     how = "on cached body features" if cfg.cache_features else "streaming the shards"
-    t = st.start("finetune", f"head-only, top-{cfg.k} one-vs-rest + {cfg.inlier} inlier term, {cfg.steps} steps, "
+    t = st.start("finetune", f"head-only, top-{cfg.loss.k} one-vs-rest + {cfg.loss.inlier} inlier term, {cfg.steps} steps, "
                  f"{how} -> {fdir}")
     fcfg = finetune.FinetuneConfig(
         shards=(str(adir),), checkpoint=cfg.checkpoint, out=str(fdir), arch="small",
-        loss=LossConfig(k=cfg.k, inlier=cfg.inlier), steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        loss=cfg.loss, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
         flip=not cfg.cache_features, seed=cfg.seed, workers=cfg.workers, log_every=max(1, cfg.steps // 4),
         device="cpu" if cfg.cache_features else "auto", progress=cfg.progress)
     if cfg.cache_features:
@@ -210,17 +209,17 @@ def run(cfg: DemoConfig) -> dict:
 
     t = st.start("evaluate", f"base vs finetuned on the synthetic anomaly set and val split -> {rdir}")
     ecfg = EvaluateConfig(
-        models=(ModelSpec("finetuned (k=%d, %s)" % (cfg.k, cfg.aligner), str(fdir / "model.pt"), "small",
+        models=(ModelSpec(cfg.finetuned_label, str(fdir / "model.pt"), "small",
                           FINETUNED_SCORES),
                 ModelSpec("base", cfg.checkpoint, "small", BASE_SCORES)),
         datasets=(("synthetic", str(wdir)), ("cityscapes_val", str(wdir / "cityscapes"))),
-        out=str(rdir), base_label="base", sml_train=str(wdir / "cityscapes"), sml_frames=min(100, cfg.train),
+        out=str(rdir), base_label="base", sml_train=str(wdir / "cityscapes"), sml_frames=min(100, w.train),
         overlays=cfg.overlays, progress=cfg.progress)
     result = evaluate(ecfg)
     st.done("evaluate", t)
 
     table = markdown_table(result)
-    verdict = target_lines(result, "finetuned (k=%d, %s)" % (cfg.k, cfg.aligner), "base")
+    verdict = target_lines(result, cfg.finetuned_label, "base")
     total = sum(st.times.values())
     summary = {
         "config": asdict(cfg), "seconds": st.times, "total_seconds": total, "rows": result.rows,
@@ -284,8 +283,8 @@ def _write_report(rdir: Path, cfg: DemoConfig, table: str, times: dict[str, floa
     lines = [
         "# stylepaste demo report", "",
         f"Base model: `{Path(cfg.checkpoint).name}` (small DeepLabv3+ pretrained on the synthetic city). "
-        f"Finetuned: the same model with only its 1x1 classifier trained for {cfg.steps} steps with the top-{cfg.k} "
-        f"one-vs-rest loss and the `{cfg.inlier}` inlier term on frames with `{cfg.aligner}`-aligned pasted "
+        f"Finetuned: the same model with only its 1x1 classifier trained for {cfg.steps} steps with the "
+        f"top-{cfg.loss.k} one-vs-rest loss and the `{cfg.loss.inlier}` inlier term on frames with `{cfg.aligner}`-aligned pasted "
         f"objects" + (", on cached body features." if cfg.cache_features else "."),
         "", "Anomaly metrics are pooled over all valid pixels of the synthetic anomaly set (in %); mIoU on the "
         "synthetic val split.", "", table, "", "Against the poster's targets:", "",
@@ -305,9 +304,10 @@ def _write_report(rdir: Path, cfg: DemoConfig, table: str, times: dict[str, floa
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``stylepaste demo``."""
     a = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    cfg = DemoConfig(out=a.out, seed=a.seed, checkpoint=a.checkpoint, train=a.train, val=a.val, anomaly=a.anomaly,
-                     height=a.height, width=a.width, coco_images=a.coco_images, aligner=a.aligner, k=a.k, inlier=a.inlier,
-                     cache_features=not a.no_cache_features,
+    world = replace(DemoConfig().world, train=a.train, val=a.val, anomaly=a.anomaly, height=a.height,
+                    width=a.width, coco_images=a.coco_images)
+    cfg = DemoConfig(out=a.out, seed=a.seed, checkpoint=a.checkpoint, world=world, aligner=a.aligner,
+                     loss=replace(DemoConfig().loss, k=a.k, inlier=a.inlier), cache_features=not a.no_cache_features,
                      steps=a.steps, batch_size=a.batch_size, lr=a.lr, workers=a.workers, overlays=a.overlays,
                      progress=not a.no_progress, keep=a.keep)
     run(cfg)

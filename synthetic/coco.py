@@ -11,6 +11,7 @@ uncompressed RLE, as in the real ``instances_*.json``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import contourpy
@@ -110,208 +111,288 @@ class _Obj:
         self.cv.line(seg, [self.p(u, v) for u, v in pts], width * self.s)
 
 
-def _draw_object(o: _Obj, rng: np.random.Generator) -> None:
-    cat = o.cat
-    if cat == "bottle":
-        glass = _pick(rng, [(0.1, 0.55, 0.2), (0.5, 0.25, 0.05), (0.2, 0.45, 0.85), (0.85, 0.9, 0.9)])
-        body = o.seg(wr.PLASTIC, glass)
-        o.rrect(body, -0.15, -0.2, 0.15, 0.48, 0.06)
-        o.poly(body, [(-0.15, -0.19), (0.15, -0.19), (0.06, -0.32), (-0.06, -0.32)])
-        o.rect(body, -0.055, -0.45, 0.055, -0.3)
-        o.rect(o.seg(wr.PLASTIC, _vivid(rng)), -0.065, -0.5, 0.065, -0.44)
-        o.rect(o.seg(wr.PLASTIC, _vivid(rng, (0.0, 1.0))), -0.15, 0.0, 0.15, 0.24)
-        o.rect(o.seg(wr.PLASTIC, tuple(min(1.0, c + 0.5) for c in glass)), -0.1, -0.15, -0.07, 0.42)
-    elif cat == "sports ball":
-        kind = int(rng.integers(3))
-        if kind == 0:
-            seg = o.seg(wr.PLASTIC, (0.95, 0.95, 0.95), sphere=(0, 0, 0.45), pattern=wr.PAT_CHECKER,
-                        color2=(0.08, 0.08, 0.08), period=0.16 * o.s, angle=float(rng.uniform(0, 1.5)))
-            o.ellipse(seg, 0, 0, 0.45, 0.45, n=40)
-        elif kind == 1:
-            seg = o.seg(wr.PLASTIC, (0.95, 0.45, 0.08), sphere=(0, 0, 0.45))
-            o.ellipse(seg, 0, 0, 0.45, 0.45, n=40)
-            ln = o.seg(wr.PAINT, (0.1, 0.05, 0.02))
-            o.line(ln, [(-0.45, 0), (0.45, 0)], 0.025)
-            o.line(ln, [(0, -0.45), (0, 0.45)], 0.025)
-        else:
-            seg = o.seg(wr.FUR, (0.8, 0.95, 0.2), sphere=(0, 0, 0.45))
-            o.ellipse(seg, 0, 0, 0.45, 0.45, n=40)
-    elif cat == "chair":
-        col = _pick(rng, [(0.55, 0.32, 0.15), _vivid(rng), (0.15, 0.15, 0.15)])
-        mat = wr.WOOD if col[0] > 0.5 and col[2] < 0.2 else wr.PLASTIC
-        seg = o.seg(mat, col)
-        o.poly(seg, [(-0.32, 0.02), (0.28, 0.02), (0.34, 0.12), (-0.26, 0.12)])
-        o.rect(seg, 0.2, -0.5, 0.3, 0.06)
-        o.rect(seg, -0.3, -0.5, 0.3, -0.4) if rng.random() < 0.3 else None
-        for u in (-0.3, -0.2, 0.24, 0.3):
-            o.rect(seg, u - 0.022, 0.1, u + 0.022, 0.5)
-    elif cat in ("dog", "cow"):
-        big = cat == "cow"
-        col = _pick(rng, [(0.55, 0.35, 0.15), (0.9, 0.75, 0.45), (0.1, 0.08, 0.07), (0.95, 0.93, 0.9)])
-        spots = rng.random() < (0.8 if big else 0.25)
-        kw = dict(pattern=wr.PAT_SPOTS, color2=(0.08, 0.07, 0.06) if col[0] > 0.5 else (0.95, 0.95, 0.95)) \
-            if spots else {}
-        seg = o.seg(wr.FUR, col, **kw)
-        if big:
-            o.rrect(seg, -0.42, -0.18, 0.28, 0.14, 0.08)
-            o.poly(seg, [(0.25, -0.16), (0.42, -0.22), (0.5, -0.05), (0.44, 0.02), (0.3, -0.02)])
-            for u in (-0.36, -0.26, 0.14, 0.22):
-                o.rect(seg, u - 0.035, 0.1, u + 0.035, 0.45)
-            o.line(seg, [(-0.42, -0.12), (-0.47, 0.15)], 0.02)
-            horn = o.seg(wr.PAINT, (0.9, 0.88, 0.8))
-            o.poly(horn, [(0.36, -0.21), (0.4, -0.21), (0.37, -0.3)])
-        else:
-            o.ellipse(seg, -0.02, 0.0, 0.3, 0.14)
-            o.ellipse(seg, 0.3, -0.17, 0.12, 0.11)
-            o.ellipse(seg, 0.41, -0.13, 0.08, 0.05)
-            o.poly(seg, [(0.22, -0.22), (0.28, -0.3), (0.3, -0.12)])
-            for u in (-0.24, -0.14, 0.12, 0.22):
-                o.rect(seg, u - 0.03, 0.05, u + 0.03, 0.36)
-            o.line(seg, [(-0.3, -0.03), (-0.42, -0.2)], 0.035)
-            o.ellipse(o.seg(wr.PAINT, (0.02, 0.02, 0.02)), 0.48, -0.14, 0.025, 0.02)
-    elif cat == "umbrella":
-        n = int(rng.integers(6, 10))
-        c1, c2 = _vivid(rng), _vivid(rng)
-        s1, s2 = o.seg(wr.CLOTH, c1), o.seg(wr.CLOTH, c2)
-        apex = (0.0, -0.38)
-        angles = np.linspace(math.pi, 2 * math.pi, n + 1)
-        edge = [(0.47 * math.cos(a), -0.02 + 0.3 * math.sin(a) + 0.3) for a in angles]
-        for k in range(n):
-            mid = ((edge[k][0] + edge[k + 1][0]) / 2, (edge[k][1] + edge[k + 1][1]) / 2 - 0.04)
-            o.poly(s1 if k % 2 == 0 else s2, [apex, edge[k], mid, edge[k + 1]])
-        shaft = o.seg(wr.PAINT, (0.15, 0.12, 0.1))
-        o.line(shaft, [(0.0, -0.4), (0.0, 0.4), (0.03, 0.46), (0.08, 0.45), (0.09, 0.4)], 0.025)
-    elif cat == "suitcase":
-        col = _vivid(rng, (0.4, 1.0), (0.3, 0.9))
-        seg = o.seg(wr.PLASTIC, col)
-        o.rrect(seg, -0.28, -0.3, 0.28, 0.4, 0.05)
-        dark = o.seg(wr.PLASTIC, tuple(c * 0.3 for c in col))
-        o.rect(dark, -0.1, -0.42, 0.1, -0.3)
-        o.rect(dark, -0.28, 0.03, 0.28, 0.05)
-        wheel = o.seg(wr.RUBBER, (0.05, 0.05, 0.05))
-        o.ellipse(wheel, -0.2, 0.43, 0.04, 0.04)
-        o.ellipse(wheel, 0.2, 0.43, 0.04, 0.04)
-    elif cat == "teddy bear":
-        col = _pick(rng, [(0.6, 0.4, 0.2), (0.85, 0.7, 0.5), (0.95, 0.7, 0.8), (0.9, 0.9, 0.88)])
-        body = o.seg(wr.FUR, col, sphere=(0, 0.15, 0.3))
-        head = o.seg(wr.FUR, col, sphere=(0, -0.22, 0.19))
-        o.ellipse(body, 0, 0.15, 0.25, 0.28)
-        for u in (-0.25, 0.25):
-            o.ellipse(body, u, 0.05, 0.08, 0.14)
-        for u in (-0.15, 0.15):
-            o.ellipse(body, u, 0.4, 0.1, 0.07)
-        for u in (-0.14, 0.14):
-            o.ellipse(head, u, -0.36, 0.07, 0.07)
-        o.ellipse(head, 0, -0.22, 0.18, 0.17)
-        o.ellipse(o.seg(wr.FUR, tuple(min(1, c + 0.25) for c in col)), 0, -0.16, 0.08, 0.06)
-        eye = o.seg(wr.PAINT, (0.02, 0.02, 0.02))
-        o.ellipse(eye, -0.06, -0.26, 0.02, 0.02)
-        o.ellipse(eye, 0.06, -0.26, 0.02, 0.02)
-    elif cat == "potted plant":
-        pot = o.seg(wr.PAINT, _pick(rng, [(0.75, 0.35, 0.2), (0.9, 0.9, 0.88), (0.2, 0.3, 0.6)]))
-        o.poly(pot, [(-0.2, 0.12), (0.2, 0.12), (0.15, 0.5), (-0.15, 0.5)])
-        o.rect(pot, -0.22, 0.1, 0.22, 0.17)
-        leaf = o.seg(wr.FOLIAGE, _pick(rng, [(0.15, 0.6, 0.15), (0.3, 0.7, 0.1), (0.1, 0.45, 0.25)]))
-        for k in range(int(rng.integers(6, 11))):
-            a = -math.pi / 2 + float(rng.uniform(-1.2, 1.2))
-            ln = float(rng.uniform(0.2, 0.38))
-            o.ellipse(leaf, 0.5 * ln * math.cos(a), 0.12 + 0.5 * ln * math.sin(a), ln * 0.55, 0.06, rot=a, n=16)
-    elif cat == "bench":
-        wood = o.seg(wr.WOOD, _pick(rng, [(0.6, 0.38, 0.18), (0.35, 0.5, 0.25), (0.7, 0.2, 0.15)]))
-        o.rect(wood, -0.48, -0.36, 0.48, -0.16)
-        o.rect(wood, -0.5, -0.06, 0.5, 0.08)
-        metal = o.seg(wr.PAINT, (0.12, 0.12, 0.13))
-        o.rect(metal, -0.43, 0.06, -0.38, 0.4)
-        o.rect(metal, 0.38, 0.06, 0.43, 0.4)
-    elif cat == "fire hydrant":
-        col = _pick(rng, [(0.85, 0.1, 0.08), (0.95, 0.8, 0.1), (0.15, 0.55, 0.25)])
-        seg = o.seg(wr.PAINT, col)
-        o.rect(seg, -0.15, -0.2, 0.15, 0.36)
-        o.ellipse(seg, 0, -0.2, 0.15, 0.1)
-        o.rect(seg, -0.04, -0.36, 0.04, -0.27)
-        o.rect(seg, -0.26, -0.05, -0.14, 0.06)
-        o.rect(seg, 0.14, -0.05, 0.26, 0.06)
-        o.rect(o.seg(wr.PAINT, tuple(c * 0.6 for c in col)), -0.21, 0.34, 0.21, 0.42)
-    elif cat == "vase":
-        col = _vivid(rng, (0.3, 1.0), (0.4, 1.0))
-        seg = o.seg(wr.PAINT, col)
-        vs = np.linspace(-0.45, 0.45, 24)
-        rs = 0.07 + 0.2 * np.sin(np.pi * (vs + 0.45) / 0.9 * 0.85 + 0.2) ** 1.5 + 0.05 * (vs < -0.38)
-        o.poly(seg, [(-r, v) for r, v in zip(rs, vs)] + [(r, v) for r, v in zip(rs[::-1], vs[::-1])])
-    elif cat == "kite":
-        c1, c2 = _vivid(rng), _vivid(rng)
-        s1, s2 = o.seg(wr.CLOTH, c1), o.seg(wr.CLOTH, c2)
-        top, right, bottom, left, mid = (0, -0.45), (0.3, -0.12), (0, 0.3), (-0.3, -0.12), (0, -0.12)
-        o.poly(s1, [top, right, mid])
-        o.poly(s2, [right, bottom, mid])
-        o.poly(s1, [bottom, left, mid])
-        o.poly(s2, [left, top, mid])
-        tail = o.seg(wr.CLOTH, c2)
-        o.line(tail, [(0, 0.3), (0.06, 0.38), (-0.02, 0.45), (0.05, 0.5)], 0.02)
-    elif cat == "person":
-        skin = _pick(rng, [(0.9, 0.7, 0.55), (0.6, 0.42, 0.3), (0.4, 0.27, 0.18)])
-        top, legs = _vivid(rng, (0.3, 1.0)), _pick(rng, [(0.15, 0.2, 0.45), (0.1, 0.1, 0.1), (0.7, 0.6, 0.45)])
-        o.ellipse(o.seg(wr.SKIN, skin, sphere=(0, -0.42, 0.07)), 0, -0.42, 0.065, 0.075)
-        t = o.seg(wr.CLOTH, top)
-        o.rrect(t, -0.1, -0.34, 0.1, 0.05, 0.03)
-        o.rect(t, -0.15, -0.32, -0.1, -0.02)
-        o.rect(t, 0.1, -0.32, 0.15, -0.02)
-        lg = o.seg(wr.CLOTH, legs)
-        o.rect(lg, -0.09, 0.04, -0.01, 0.48)
-        o.rect(lg, 0.01, 0.04, 0.09, 0.48)
-    elif cat in ("car", "truck", "train"):
-        col = _vivid(rng, (0.5, 1.0), (0.4, 0.95))
-        body = o.seg(wr.PAINT, col)
-        glass = o.seg(wr.GLASS, (0.25, 0.35, 0.45))
-        if cat == "car":
-            o.poly(body, [(-0.5, 0.1), (0.5, 0.1), (0.5, -0.04), (0.32, -0.08), (0.16, -0.22), (-0.2, -0.22),
-                          (-0.36, -0.08), (-0.5, -0.05)])
-            o.poly(glass, [(-0.17, -0.19), (0.13, -0.19), (0.26, -0.08), (-0.31, -0.08)])
-            wheels = (-0.3, 0.3)
-        elif cat == "truck":
-            o.rect(body, -0.5, -0.3, 0.15, 0.1)
-            o.poly(body, [(0.17, 0.1), (0.5, 0.1), (0.5, -0.08), (0.4, -0.2), (0.17, -0.2)])
-            o.poly(glass, [(0.3, -0.17), (0.4, -0.17), (0.47, -0.08), (0.3, -0.08)])
-            wheels = (-0.35, -0.2, 0.35)
-        else:
-            o.poly(body, [(-0.5, -0.15), (0.38, -0.15), (0.5, -0.05), (0.5, 0.1), (-0.5, 0.1)])
-            for k in range(6):
-                o.rect(glass, -0.46 + k * 0.14, -0.1, -0.38 + k * 0.14, -0.02)
-            wheels = (-0.4, -0.3, 0.3, 0.4)
-        tyre = o.seg(wr.RUBBER, (0.05, 0.05, 0.05))
-        hub = o.seg(wr.PAINT, (0.7, 0.7, 0.72))
-        r = 0.09 if cat != "train" else 0.05
-        for u in wheels:
-            o.ellipse(tyre, u, 0.1, r, r)
-            o.ellipse(hub, u, 0.1, r * 0.45, r * 0.45)
-    elif cat == "bicycle":
-        tyre = o.seg(wr.RUBBER, (0.05, 0.05, 0.05))
-        inner = o.seg(wr.PAINT, (0.55, 0.55, 0.58))
-        for u in (-0.28, 0.28):
-            o.ellipse(tyre, u, 0.2, 0.2, 0.2, n=36)
-            o.ellipse(inner, u, 0.2, 0.16, 0.16, n=36)
-        frame = o.seg(wr.PAINT, _vivid(rng))
-        o.line(frame, [(-0.28, 0.2), (-0.05, -0.12), (0.22, -0.12), (0.28, 0.2), (0.0, 0.2), (-0.05, -0.12)], 0.03)
-        o.line(frame, [(0.22, -0.12), (0.2, -0.24), (0.28, -0.25)], 0.03)
-        o.rect(o.seg(wr.PAINT, (0.05, 0.05, 0.05)), -0.12, -0.18, 0.0, -0.14)
-    elif cat == "traffic light":
-        box = o.seg(wr.PAINT, (0.12, 0.12, 0.1) if rng.random() < 0.6 else (0.85, 0.7, 0.1))
-        o.rrect(box, -0.13, -0.45, 0.13, 0.28, 0.04)
-        o.rect(box, -0.03, 0.28, 0.03, 0.5)
-        for k, c in enumerate([(1.0, 0.1, 0.05), (1.0, 0.75, 0.1), (0.1, 1.0, 0.35)]):
-            o.ellipse(o.seg(wr.LAMP, c), 0, -0.33 + 0.24 * k, 0.08, 0.08)
-    elif cat == "stop sign":
-        t = np.linspace(0, 2 * math.pi, 8, endpoint=False) + math.pi / 8
-        red = o.seg(wr.PAINT, (0.85, 0.08, 0.08))
-        white = o.seg(wr.PAINT, (0.97, 0.97, 0.97))
-        post = o.seg(wr.PAINT, (0.5, 0.5, 0.52))
-        o.rect(post, -0.025, 0.2, 0.025, 0.5)
-        o.poly(red, [(0.3 * math.cos(a), -0.12 + 0.3 * math.sin(a)) for a in t])
-        o.poly(white, [(0.27 * math.cos(a), -0.12 + 0.27 * math.sin(a)) for a in t])
-        o.poly(red, [(0.245 * math.cos(a), -0.12 + 0.245 * math.sin(a)) for a in t])
-        o.rect(white, -0.16, -0.15, 0.16, -0.09)
+def _draw_bottle(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one bottle object."""
+    glass = _pick(rng, [(0.1, 0.55, 0.2), (0.5, 0.25, 0.05), (0.2, 0.45, 0.85), (0.85, 0.9, 0.9)])
+    body = o.seg(wr.PLASTIC, glass)
+    o.rrect(body, -0.15, -0.2, 0.15, 0.48, 0.06)
+    o.poly(body, [(-0.15, -0.19), (0.15, -0.19), (0.06, -0.32), (-0.06, -0.32)])
+    o.rect(body, -0.055, -0.45, 0.055, -0.3)
+    o.rect(o.seg(wr.PLASTIC, _vivid(rng)), -0.065, -0.5, 0.065, -0.44)
+    o.rect(o.seg(wr.PLASTIC, _vivid(rng, (0.0, 1.0))), -0.15, 0.0, 0.15, 0.24)
+    o.rect(o.seg(wr.PLASTIC, tuple(min(1.0, c + 0.5) for c in glass)), -0.1, -0.15, -0.07, 0.42)
+
+
+def _draw_sports_ball(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one sports ball object."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        seg = o.seg(wr.PLASTIC, (0.95, 0.95, 0.95), sphere=(0, 0, 0.45), pattern=wr.PAT_CHECKER,
+                    color2=(0.08, 0.08, 0.08), period=0.16 * o.s, angle=float(rng.uniform(0, 1.5)))
+        o.ellipse(seg, 0, 0, 0.45, 0.45, n=40)
+    elif kind == 1:
+        seg = o.seg(wr.PLASTIC, (0.95, 0.45, 0.08), sphere=(0, 0, 0.45))
+        o.ellipse(seg, 0, 0, 0.45, 0.45, n=40)
+        ln = o.seg(wr.PAINT, (0.1, 0.05, 0.02))
+        o.line(ln, [(-0.45, 0), (0.45, 0)], 0.025)
+        o.line(ln, [(0, -0.45), (0, 0.45)], 0.025)
     else:
-        raise ValueError(f"no shape family for category {cat!r}")
+        seg = o.seg(wr.FUR, (0.8, 0.95, 0.2), sphere=(0, 0, 0.45))
+        o.ellipse(seg, 0, 0, 0.45, 0.45, n=40)
+
+
+def _draw_chair(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one chair object."""
+    col = _pick(rng, [(0.55, 0.32, 0.15), _vivid(rng), (0.15, 0.15, 0.15)])
+    mat = wr.WOOD if col[0] > 0.5 and col[2] < 0.2 else wr.PLASTIC
+    seg = o.seg(mat, col)
+    o.poly(seg, [(-0.32, 0.02), (0.28, 0.02), (0.34, 0.12), (-0.26, 0.12)])
+    o.rect(seg, 0.2, -0.5, 0.3, 0.06)
+    o.rect(seg, -0.3, -0.5, 0.3, -0.4) if rng.random() < 0.3 else None
+    for u in (-0.3, -0.2, 0.24, 0.3):
+        o.rect(seg, u - 0.022, 0.1, u + 0.022, 0.5)
+
+
+def _draw_quadruped(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one dog / cow object."""
+    cat = o.cat
+    big = cat == "cow"
+    col = _pick(rng, [(0.55, 0.35, 0.15), (0.9, 0.75, 0.45), (0.1, 0.08, 0.07), (0.95, 0.93, 0.9)])
+    spots = rng.random() < (0.8 if big else 0.25)
+    kw = dict(pattern=wr.PAT_SPOTS, color2=(0.08, 0.07, 0.06) if col[0] > 0.5 else (0.95, 0.95, 0.95)) \
+        if spots else {}
+    seg = o.seg(wr.FUR, col, **kw)
+    if big:
+        o.rrect(seg, -0.42, -0.18, 0.28, 0.14, 0.08)
+        o.poly(seg, [(0.25, -0.16), (0.42, -0.22), (0.5, -0.05), (0.44, 0.02), (0.3, -0.02)])
+        for u in (-0.36, -0.26, 0.14, 0.22):
+            o.rect(seg, u - 0.035, 0.1, u + 0.035, 0.45)
+        o.line(seg, [(-0.42, -0.12), (-0.47, 0.15)], 0.02)
+        horn = o.seg(wr.PAINT, (0.9, 0.88, 0.8))
+        o.poly(horn, [(0.36, -0.21), (0.4, -0.21), (0.37, -0.3)])
+    else:
+        o.ellipse(seg, -0.02, 0.0, 0.3, 0.14)
+        o.ellipse(seg, 0.3, -0.17, 0.12, 0.11)
+        o.ellipse(seg, 0.41, -0.13, 0.08, 0.05)
+        o.poly(seg, [(0.22, -0.22), (0.28, -0.3), (0.3, -0.12)])
+        for u in (-0.24, -0.14, 0.12, 0.22):
+            o.rect(seg, u - 0.03, 0.05, u + 0.03, 0.36)
+        o.line(seg, [(-0.3, -0.03), (-0.42, -0.2)], 0.035)
+        o.ellipse(o.seg(wr.PAINT, (0.02, 0.02, 0.02)), 0.48, -0.14, 0.025, 0.02)
+
+
+def _draw_umbrella(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one umbrella object."""
+    n = int(rng.integers(6, 10))
+    c1, c2 = _vivid(rng), _vivid(rng)
+    s1, s2 = o.seg(wr.CLOTH, c1), o.seg(wr.CLOTH, c2)
+    apex = (0.0, -0.38)
+    angles = np.linspace(math.pi, 2 * math.pi, n + 1)
+    edge = [(0.47 * math.cos(a), -0.02 + 0.3 * math.sin(a) + 0.3) for a in angles]
+    for k in range(n):
+        mid = ((edge[k][0] + edge[k + 1][0]) / 2, (edge[k][1] + edge[k + 1][1]) / 2 - 0.04)
+        o.poly(s1 if k % 2 == 0 else s2, [apex, edge[k], mid, edge[k + 1]])
+    shaft = o.seg(wr.PAINT, (0.15, 0.12, 0.1))
+    o.line(shaft, [(0.0, -0.4), (0.0, 0.4), (0.03, 0.46), (0.08, 0.45), (0.09, 0.4)], 0.025)
+
+
+def _draw_suitcase(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one suitcase object."""
+    col = _vivid(rng, (0.4, 1.0), (0.3, 0.9))
+    seg = o.seg(wr.PLASTIC, col)
+    o.rrect(seg, -0.28, -0.3, 0.28, 0.4, 0.05)
+    dark = o.seg(wr.PLASTIC, tuple(c * 0.3 for c in col))
+    o.rect(dark, -0.1, -0.42, 0.1, -0.3)
+    o.rect(dark, -0.28, 0.03, 0.28, 0.05)
+    wheel = o.seg(wr.RUBBER, (0.05, 0.05, 0.05))
+    o.ellipse(wheel, -0.2, 0.43, 0.04, 0.04)
+    o.ellipse(wheel, 0.2, 0.43, 0.04, 0.04)
+
+
+def _draw_teddy_bear(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one teddy bear object."""
+    col = _pick(rng, [(0.6, 0.4, 0.2), (0.85, 0.7, 0.5), (0.95, 0.7, 0.8), (0.9, 0.9, 0.88)])
+    body = o.seg(wr.FUR, col, sphere=(0, 0.15, 0.3))
+    head = o.seg(wr.FUR, col, sphere=(0, -0.22, 0.19))
+    o.ellipse(body, 0, 0.15, 0.25, 0.28)
+    for u in (-0.25, 0.25):
+        o.ellipse(body, u, 0.05, 0.08, 0.14)
+    for u in (-0.15, 0.15):
+        o.ellipse(body, u, 0.4, 0.1, 0.07)
+    for u in (-0.14, 0.14):
+        o.ellipse(head, u, -0.36, 0.07, 0.07)
+    o.ellipse(head, 0, -0.22, 0.18, 0.17)
+    o.ellipse(o.seg(wr.FUR, tuple(min(1, c + 0.25) for c in col)), 0, -0.16, 0.08, 0.06)
+    eye = o.seg(wr.PAINT, (0.02, 0.02, 0.02))
+    o.ellipse(eye, -0.06, -0.26, 0.02, 0.02)
+    o.ellipse(eye, 0.06, -0.26, 0.02, 0.02)
+
+
+def _draw_potted_plant(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one potted plant object."""
+    pot = o.seg(wr.PAINT, _pick(rng, [(0.75, 0.35, 0.2), (0.9, 0.9, 0.88), (0.2, 0.3, 0.6)]))
+    o.poly(pot, [(-0.2, 0.12), (0.2, 0.12), (0.15, 0.5), (-0.15, 0.5)])
+    o.rect(pot, -0.22, 0.1, 0.22, 0.17)
+    leaf = o.seg(wr.FOLIAGE, _pick(rng, [(0.15, 0.6, 0.15), (0.3, 0.7, 0.1), (0.1, 0.45, 0.25)]))
+    for k in range(int(rng.integers(6, 11))):
+        a = -math.pi / 2 + float(rng.uniform(-1.2, 1.2))
+        ln = float(rng.uniform(0.2, 0.38))
+        o.ellipse(leaf, 0.5 * ln * math.cos(a), 0.12 + 0.5 * ln * math.sin(a), ln * 0.55, 0.06, rot=a, n=16)
+
+
+def _draw_bench(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one bench object."""
+    wood = o.seg(wr.WOOD, _pick(rng, [(0.6, 0.38, 0.18), (0.35, 0.5, 0.25), (0.7, 0.2, 0.15)]))
+    o.rect(wood, -0.48, -0.36, 0.48, -0.16)
+    o.rect(wood, -0.5, -0.06, 0.5, 0.08)
+    metal = o.seg(wr.PAINT, (0.12, 0.12, 0.13))
+    o.rect(metal, -0.43, 0.06, -0.38, 0.4)
+    o.rect(metal, 0.38, 0.06, 0.43, 0.4)
+
+
+def _draw_fire_hydrant(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one fire hydrant object."""
+    col = _pick(rng, [(0.85, 0.1, 0.08), (0.95, 0.8, 0.1), (0.15, 0.55, 0.25)])
+    seg = o.seg(wr.PAINT, col)
+    o.rect(seg, -0.15, -0.2, 0.15, 0.36)
+    o.ellipse(seg, 0, -0.2, 0.15, 0.1)
+    o.rect(seg, -0.04, -0.36, 0.04, -0.27)
+    o.rect(seg, -0.26, -0.05, -0.14, 0.06)
+    o.rect(seg, 0.14, -0.05, 0.26, 0.06)
+    o.rect(o.seg(wr.PAINT, tuple(c * 0.6 for c in col)), -0.21, 0.34, 0.21, 0.42)
+
+
+def _draw_vase(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one vase object."""
+    col = _vivid(rng, (0.3, 1.0), (0.4, 1.0))
+    seg = o.seg(wr.PAINT, col)
+    vs = np.linspace(-0.45, 0.45, 24)
+    rs = 0.07 + 0.2 * np.sin(np.pi * (vs + 0.45) / 0.9 * 0.85 + 0.2) ** 1.5 + 0.05 * (vs < -0.38)
+    o.poly(seg, [(-r, v) for r, v in zip(rs, vs)] + [(r, v) for r, v in zip(rs[::-1], vs[::-1])])
+
+
+def _draw_kite(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one kite object."""
+    c1, c2 = _vivid(rng), _vivid(rng)
+    s1, s2 = o.seg(wr.CLOTH, c1), o.seg(wr.CLOTH, c2)
+    top, right, bottom, left, mid = (0, -0.45), (0.3, -0.12), (0, 0.3), (-0.3, -0.12), (0, -0.12)
+    o.poly(s1, [top, right, mid])
+    o.poly(s2, [right, bottom, mid])
+    o.poly(s1, [bottom, left, mid])
+    o.poly(s2, [left, top, mid])
+    tail = o.seg(wr.CLOTH, c2)
+    o.line(tail, [(0, 0.3), (0.06, 0.38), (-0.02, 0.45), (0.05, 0.5)], 0.02)
+
+
+def _draw_person(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one person object."""
+    skin = _pick(rng, [(0.9, 0.7, 0.55), (0.6, 0.42, 0.3), (0.4, 0.27, 0.18)])
+    top, legs = _vivid(rng, (0.3, 1.0)), _pick(rng, [(0.15, 0.2, 0.45), (0.1, 0.1, 0.1), (0.7, 0.6, 0.45)])
+    o.ellipse(o.seg(wr.SKIN, skin, sphere=(0, -0.42, 0.07)), 0, -0.42, 0.065, 0.075)
+    t = o.seg(wr.CLOTH, top)
+    o.rrect(t, -0.1, -0.34, 0.1, 0.05, 0.03)
+    o.rect(t, -0.15, -0.32, -0.1, -0.02)
+    o.rect(t, 0.1, -0.32, 0.15, -0.02)
+    lg = o.seg(wr.CLOTH, legs)
+    o.rect(lg, -0.09, 0.04, -0.01, 0.48)
+    o.rect(lg, 0.01, 0.04, 0.09, 0.48)
+
+
+def _draw_vehicle(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one car / truck / train object."""
+    cat = o.cat
+    col = _vivid(rng, (0.5, 1.0), (0.4, 0.95))
+    body = o.seg(wr.PAINT, col)
+    glass = o.seg(wr.GLASS, (0.25, 0.35, 0.45))
+    if cat == "car":
+        o.poly(body, [(-0.5, 0.1), (0.5, 0.1), (0.5, -0.04), (0.32, -0.08), (0.16, -0.22), (-0.2, -0.22),
+                      (-0.36, -0.08), (-0.5, -0.05)])
+        o.poly(glass, [(-0.17, -0.19), (0.13, -0.19), (0.26, -0.08), (-0.31, -0.08)])
+        wheels = (-0.3, 0.3)
+    elif cat == "truck":
+        o.rect(body, -0.5, -0.3, 0.15, 0.1)
+        o.poly(body, [(0.17, 0.1), (0.5, 0.1), (0.5, -0.08), (0.4, -0.2), (0.17, -0.2)])
+        o.poly(glass, [(0.3, -0.17), (0.4, -0.17), (0.47, -0.08), (0.3, -0.08)])
+        wheels = (-0.35, -0.2, 0.35)
+    else:
+        o.poly(body, [(-0.5, -0.15), (0.38, -0.15), (0.5, -0.05), (0.5, 0.1), (-0.5, 0.1)])
+        for k in range(6):
+            o.rect(glass, -0.46 + k * 0.14, -0.1, -0.38 + k * 0.14, -0.02)
+        wheels = (-0.4, -0.3, 0.3, 0.4)
+    tyre = o.seg(wr.RUBBER, (0.05, 0.05, 0.05))
+    hub = o.seg(wr.PAINT, (0.7, 0.7, 0.72))
+    r = 0.09 if cat != "train" else 0.05
+    for u in wheels:
+        o.ellipse(tyre, u, 0.1, r, r)
+        o.ellipse(hub, u, 0.1, r * 0.45, r * 0.45)
+
+
+def _draw_bicycle(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one bicycle object."""
+    tyre = o.seg(wr.RUBBER, (0.05, 0.05, 0.05))
+    inner = o.seg(wr.PAINT, (0.55, 0.55, 0.58))
+    for u in (-0.28, 0.28):
+        o.ellipse(tyre, u, 0.2, 0.2, 0.2, n=36)
+        o.ellipse(inner, u, 0.2, 0.16, 0.16, n=36)
+    frame = o.seg(wr.PAINT, _vivid(rng))
+    o.line(frame, [(-0.28, 0.2), (-0.05, -0.12), (0.22, -0.12), (0.28, 0.2), (0.0, 0.2), (-0.05, -0.12)], 0.03)
+    o.line(frame, [(0.22, -0.12), (0.2, -0.24), (0.28, -0.25)], 0.03)
+    o.rect(o.seg(wr.PAINT, (0.05, 0.05, 0.05)), -0.12, -0.18, 0.0, -0.14)
+
+
+def _draw_traffic_light(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one traffic light object."""
+    box = o.seg(wr.PAINT, (0.12, 0.12, 0.1) if rng.random() < 0.6 else (0.85, 0.7, 0.1))
+    o.rrect(box, -0.13, -0.45, 0.13, 0.28, 0.04)
+    o.rect(box, -0.03, 0.28, 0.03, 0.5)
+    for k, c in enumerate([(1.0, 0.1, 0.05), (1.0, 0.75, 0.1), (0.1, 1.0, 0.35)]):
+        o.ellipse(o.seg(wr.LAMP, c), 0, -0.33 + 0.24 * k, 0.08, 0.08)
+
+
+def _draw_stop_sign(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one stop sign object."""
+    t = np.linspace(0, 2 * math.pi, 8, endpoint=False) + math.pi / 8
+    red = o.seg(wr.PAINT, (0.85, 0.08, 0.08))
+    white = o.seg(wr.PAINT, (0.97, 0.97, 0.97))
+    post = o.seg(wr.PAINT, (0.5, 0.5, 0.52))
+    o.rect(post, -0.025, 0.2, 0.025, 0.5)
+    o.poly(red, [(0.3 * math.cos(a), -0.12 + 0.3 * math.sin(a)) for a in t])
+    o.poly(white, [(0.27 * math.cos(a), -0.12 + 0.27 * math.sin(a)) for a in t])
+    o.poly(red, [(0.245 * math.cos(a), -0.12 + 0.245 * math.sin(a)) for a in t])
+    o.rect(white, -0.16, -0.15, 0.16, -0.09)
+
+
+_SHAPE_FAMILIES: dict[str, Callable[[_Obj, np.random.Generator], None]] = {
+    "bottle": _draw_bottle,
+    "sports ball": _draw_sports_ball,
+    "chair": _draw_chair,
+    "dog": _draw_quadruped,
+    "cow": _draw_quadruped,
+    "umbrella": _draw_umbrella,
+    "suitcase": _draw_suitcase,
+    "teddy bear": _draw_teddy_bear,
+    "potted plant": _draw_potted_plant,
+    "bench": _draw_bench,
+    "fire hydrant": _draw_fire_hydrant,
+    "vase": _draw_vase,
+    "kite": _draw_kite,
+    "person": _draw_person,
+    "car": _draw_vehicle,
+    "truck": _draw_vehicle,
+    "train": _draw_vehicle,
+    "bicycle": _draw_bicycle,
+    "traffic light": _draw_traffic_light,
+    "stop sign": _draw_stop_sign,
+}
+"""COCO category -> the function that draws one object of it."""
+
+
+def _draw_object(o: _Obj, rng: np.random.Generator) -> None:
+    """Draw one object of ``o.cat`` (its shape family from :data:`_SHAPE_FAMILIES`)."""
+    draw = _SHAPE_FAMILIES.get(o.cat)
+    if draw is None:
+        raise ValueError(f"no shape family for category {o.cat!r}")
+    draw(o, rng)
 
 
 # ------------------------------------------------------------------------------------------- background

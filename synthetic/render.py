@@ -209,6 +209,34 @@ class Light:
     shadow_strength: float
 
 
+def _apply_light(rgb: np.ndarray, seg: np.ndarray, mat: np.ndarray, tab: dict[str, np.ndarray], xx: np.ndarray,
+                 yy: np.ndarray, light: Light, shadow: np.ndarray | None) -> np.ndarray:
+    """Light the radiance of :func:`render_segments` (sky and lamps are emissive and stay as they are)."""
+    # Lighting: flat faces get the segment shade, spheres get per-pixel Lambert shading.
+    shade = tab["shade"][seg]
+    sph = tab["sphere"][seg]
+    is_sphere = (sph[..., 2] > 0) & (tab["pattern"][seg] != PAT_RINGS)
+    if np.any(is_sphere):
+        r = np.maximum(sph[..., 2], 1e-3)
+        nx = np.clip((xx - sph[..., 0]) / r, -1, 1)
+        ny = np.clip(-(yy - sph[..., 1]) / r, -1, 1)
+        nz = -np.sqrt(np.clip(1 - nx ** 2 - ny ** 2, 0.05, 1))
+        sx, sy, sz = light.sun
+        lam = np.clip(nx * sx + ny * sy + nz * sz, 0, 1)
+        sphere_shade = light.ambient + light.sun_strength * lam
+        shade = np.where(is_sphere, sphere_shade, shade)
+    emissive = (mat == SKY) | (mat == LAMP)
+    direct = np.clip((shade - light.ambient) / max(light.sun_strength, 1e-3), 0, 1)
+    if shadow is not None:
+        ground = np.isin(mat, GROUND_MATERIALS)
+        direct = np.where(ground, direct * (1 - light.shadow_strength * shadow), direct)
+    amb = np.asarray(light.sky_tint, np.float32) * light.ambient
+    sun = np.asarray(light.tint, np.float32) * light.sun_strength
+    illum = amb[None, None, :] + direct[..., None] * sun[None, None, :]
+    rgb = np.where(emissive[..., None], rgb, rgb * illum)
+    return rgb
+
+
 def render_segments(seg: np.ndarray, tab: dict[str, np.ndarray], rng: np.random.Generator, light: Light,
                     ground_xz: tuple[np.ndarray, np.ndarray] | None, shadow: np.ndarray | None,
                     focal: float, cx: float, horizon: float, cam_h: float,
@@ -301,28 +329,7 @@ def render_segments(seg: np.ndarray, tab: dict[str, np.ndarray], rng: np.random.
         sky_rgb = grad * (1 - clouds[..., None]) + cloud_col * clouds[..., None]
         rgb = np.where((mat == SKY)[..., None], sky_rgb, rgb)
 
-    # Lighting: flat faces get the segment shade, spheres get per-pixel Lambert shading.
-    shade = tab["shade"][seg]
-    sph = tab["sphere"][seg]
-    is_sphere = (sph[..., 2] > 0) & (tab["pattern"][seg] != PAT_RINGS)
-    if np.any(is_sphere):
-        r = np.maximum(sph[..., 2], 1e-3)
-        nx = np.clip((xx - sph[..., 0]) / r, -1, 1)
-        ny = np.clip(-(yy - sph[..., 1]) / r, -1, 1)
-        nz = -np.sqrt(np.clip(1 - nx ** 2 - ny ** 2, 0.05, 1))
-        sx, sy, sz = light.sun
-        lam = np.clip(nx * sx + ny * sy + nz * sz, 0, 1)
-        sphere_shade = light.ambient + light.sun_strength * lam
-        shade = np.where(is_sphere, sphere_shade, shade)
-    emissive = (mat == SKY) | (mat == LAMP)
-    direct = np.clip((shade - light.ambient) / max(light.sun_strength, 1e-3), 0, 1)
-    if shadow is not None:
-        ground = np.isin(mat, GROUND_MATERIALS)
-        direct = np.where(ground, direct * (1 - light.shadow_strength * shadow), direct)
-    amb = np.asarray(light.sky_tint, np.float32) * light.ambient
-    sun = np.asarray(light.tint, np.float32) * light.sun_strength
-    illum = amb[None, None, :] + direct[..., None] * sun[None, None, :]
-    rgb = np.where(emissive[..., None], rgb, rgb * illum)
+    rgb = _apply_light(rgb, seg, mat, tab, xx, yy, light, shadow)
     return rgb.astype(np.float32)
 
 

@@ -337,6 +337,71 @@ def _tasks(cfg: WorldConfig) -> list[tuple]:
     return tasks
 
 
+def _write(fs, root: str, rel: str, data: bytes, made_dirs: set[str]) -> None:
+    """Write one file of the world under ``root``, creating its folder once."""
+    d = f"{root}/{rel.rsplit('/', 1)[0]}"
+    if d not in made_dirs:
+        fs.makedirs(d, exist_ok=True)
+        made_dirs.add(d)
+    fs.pipe_file(f"{root}/{rel}", data)
+
+
+class _Tally:
+    """What the world's tasks produced, added up in task order: files per part, label histogram, styles, anomaly
+    pixels and extents, COCO images and annotations."""
+
+    def __init__(self) -> None:
+        self.files: Counter = Counter()
+        self.styles: Counter = Counter()
+        self.hist = np.zeros(256, dtype=np.int64)
+        self.anomaly_px = self.valid_px = 0
+        self.extents: list[tuple[int, int]] = []
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+        self.made_dirs: set[str] = set()
+
+    def add(self, res: dict, write) -> None:
+        """Write the files of one task result with ``write(rel, data)`` and add up its statistics."""
+        for rel, data in res["files"]:
+            write(rel, data)
+            self.files[res["part"]] += 1
+        if "hist" in res:
+            self.hist += res["hist"]
+        if "style" in res:
+            self.styles[res["style"]] += 1
+        if res["part"] == "fishyscapes_lostandfound":
+            self.anomaly_px += res["anomaly_px"]
+            self.valid_px += res["valid_px"]
+            self.extents.extend(tuple(e) for e in res["extents"])
+        if res["part"] == "coco":
+            self.images.append(res["image"])
+            self.annotations.extend(res["annotations"])
+
+    def summary(self, cfg: WorldConfig) -> WorldSummary:
+        """The run's summary (``seconds`` 0)."""
+        hist = self.hist
+        total = int(hist.sum())
+        freq = {name: (float(hist[i]) / total if total else 0.0) for i, name in enumerate(TRAIN_CLASSES)}
+        freq["ignore"] = float(hist[IGNORE]) / total if total else 0.0
+        names = {cid: name for cid, name, _ in COCO_CATEGORIES}
+        cat_counts = Counter(names[a["category_id"]] for a in self.annotations if not a["iscrowd"])
+        return WorldSummary(
+            out=str(cfg.out),
+            files={p: int(self.files[p]) for p in PARTS},
+            frames={"cityscapes/train": cfg.train, "cityscapes/val": cfg.val, "coco/train2017": cfg.coco_images,
+                    "fishyscapes_lostandfound": cfg.anomaly},
+            class_pixel_frequency=freq,
+            classes_present=int(sum(1 for i in range(NUM_CLASSES) if hist[i] > 0)),
+            category_counts=dict(sorted(cat_counts.items())),
+            crowd_annotations=int(sum(a["iscrowd"] for a in self.annotations)),
+            anomaly_pixel_fraction=float(self.anomaly_px) / self.valid_px if self.valid_px else 0.0,
+            anomaly_extents=extent_summary(self.extents, FEATURE_STRIDE),
+            styles=dict(sorted(self.styles.items())),
+            seconds=0.0,
+        )
+
+
+
 def generate_world(cfg: WorldConfig, progress: bool = False) -> WorldSummary:
     """Write the synthetic world described by ``cfg``.
 
@@ -375,64 +440,21 @@ def generate_world(cfg: WorldConfig, progress: bool = False) -> WorldSummary:
 
         results = tqdm(results, total=len(tasks), desc="world", unit="item", file=sys.stderr)
 
-    files: Counter = Counter()
-    styles: Counter = Counter()
-    hist = np.zeros(256, dtype=np.int64)
-    anomaly_px = valid_px = 0
-    extents: list[tuple[int, int]] = []
-    images: list[dict] = []
-    annotations: list[dict] = []
-    made_dirs: set[str] = set()
+    tally = _Tally()
     try:
         for res in results:
-            for rel, data in res["files"]:
-                d = f"{root}/{rel.rsplit('/', 1)[0]}"
-                if d not in made_dirs:
-                    fs.makedirs(d, exist_ok=True)
-                    made_dirs.add(d)
-                fs.pipe_file(f"{root}/{rel}", data)
-                files[res["part"]] += 1
-            if "hist" in res:
-                hist += res["hist"]
-            if "style" in res:
-                styles[res["style"]] += 1
-            if res["part"] == "fishyscapes_lostandfound":
-                anomaly_px += res["anomaly_px"]
-                valid_px += res["valid_px"]
-                extents.extend(tuple(e) for e in res["extents"])
-            if res["part"] == "coco":
-                images.append(res["image"])
-                annotations.extend(res["annotations"])
+            tally.add(res, lambda rel, data: _write(fs, root, rel, data, tally.made_dirs))
     finally:
         if pool is not None:
             pool.shutdown()
 
     if cfg.coco_images:
         fs.makedirs(f"{root}/coco/annotations", exist_ok=True)
-        doc = coco_json(images, annotations)
+        doc = coco_json(tally.images, tally.annotations)
         fs.pipe_file(f"{root}/coco/annotations/instances_train2017.json",
                      json.dumps(doc, separators=(",", ":")).encode("utf-8"))
-        files["coco"] += 1
-
-    total = int(hist.sum())
-    freq = {name: (float(hist[i]) / total if total else 0.0) for i, name in enumerate(TRAIN_CLASSES)}
-    freq["ignore"] = float(hist[IGNORE]) / total if total else 0.0
-    names = {cid: name for cid, name, _ in COCO_CATEGORIES}
-    cat_counts = Counter(names[a["category_id"]] for a in annotations if not a["iscrowd"])
-    summary = WorldSummary(
-        out=str(cfg.out),
-        files={p: int(files[p]) for p in PARTS},
-        frames={"cityscapes/train": cfg.train, "cityscapes/val": cfg.val, "coco/train2017": cfg.coco_images,
-                "fishyscapes_lostandfound": cfg.anomaly},
-        class_pixel_frequency=freq,
-        classes_present=int(sum(1 for i in range(NUM_CLASSES) if hist[i] > 0)),
-        category_counts=dict(sorted(cat_counts.items())),
-        crowd_annotations=int(sum(a["iscrowd"] for a in annotations)),
-        anomaly_pixel_fraction=float(anomaly_px) / valid_px if valid_px else 0.0,
-        anomaly_extents=extent_summary(extents, FEATURE_STRIDE),
-        styles=dict(sorted(styles.items())),
-        seconds=0.0,
-    )
+        tally.files["coco"] += 1
+    summary = tally.summary(cfg)
     # A record of what was written, without timing so that it is byte-identical across runs.
     record = {"config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "workers", "overwrite")},
               "summary": {k: v for k, v in asdict(summary).items() if k not in ("out", "seconds")}}

@@ -157,6 +157,82 @@ def finetune_config(cfg: StudyConfig, st: Setting, base: str, seed: int, shards:
                           amp="off", progress=False)
 
 
+def _base_runs(cfg: StudyConfig, bases: _Bases, report_only: bool, timings: dict[str, float]
+               ) -> list[dict[str, Any]]:
+    """The base models' own numbers: read from their records, or evaluated and recorded."""
+    out = Path(cfg.out)
+    base_runs: list[dict[str, Any]] = []
+    for b in cfg.bases:
+        f = out / "runs" / f"base_{bases.tag[b]}.json"
+        if _current(f) or (report_only and f.exists()):
+            base_runs.append(json.loads(f.read_text()))
+            continue
+        if report_only:
+            continue
+        t = time.perf_counter()
+        res = bases.evaluate(bases.model(b), b, "classifier")
+        if "validation" in res:
+            res["validation"]["miou_change"] = 0.0
+        rec = {"kind": "base", "record_version": RECORD_VERSION, "base": b, "base_sha": bases.tag[b], **res,
+               "miou_change": 0.0}
+        f.write_text(json.dumps(rec, indent=1))
+        base_runs.append(rec)
+        timings["base_eval"] += time.perf_counter() - t
+        _log(cfg, f"base {Path(b).name}: " + ", ".join(
+            f"{s} AP {res['metrics'][s]['ap']:.2f}" for s in SCORES) + f", mIoU {res['miou']:.2f}")
+    return base_runs
+
+
+def _probes(cfg: StudyConfig, bases: _Bases, corpora: dict[str, str]) -> None:
+    """The head-only ceiling of each base model (the probes), on the default alignment's corpus (built here when
+    needed and added to ``corpora``)."""
+    out = Path(cfg.out)
+    for b in cfg.bases:
+        f = out / "runs" / f"probe_{bases.tag[b]}.json"
+        if _current(f):
+            continue
+        d = cfg.default_alignment
+        if d not in corpora:  # built once, shared with the finetune runs below
+            corpora[d] = ensure_corpus(cfg, d)
+        t = time.perf_counter()
+        res = head_only_ceiling(bases.cache(b, f"train:{d}", "classifier", corpora[d]),
+                                bases.cache(b, "test", "classifier"), cfg.num_classes, cfg.probe_steps)
+        rec = {"kind": "probe", "record_version": RECORD_VERSION, "base": b, "base_sha": bases.tag[b],
+               "alignment": d, "steps": cfg.probe_steps, **res, "seconds": time.perf_counter() - t}
+        f.write_text(json.dumps(rec, indent=1))
+        _log(cfg, f"probe {Path(b).name}: on the pastes AP {res['pastes']['ap']:.2f}, cross-validated on the "
+                  f"test anomalies AP {res['test_cv']['ap']:.2f} ({rec['seconds']:.1f} s)")
+
+
+def _finetune_run(cfg: StudyConfig, bases: _Bases, st: Setting, b: str, seed: int, corpus: str, f: Path,
+                  base_miou: float, base_val_miou: float | None, timings: dict[str, float]) -> None:
+    """One finetune run on cached features: train, evaluate on both worlds, write its record ``f``."""
+    fcfg = finetune_config(cfg, st, b, seed, corpus)
+    cache = bases.cache(b, f"train:{st.alignment}", st.head, corpus)
+    t = time.perf_counter()
+    model, log = finetune_cached(fcfg, cache, model=bases.fresh(b))
+    t_ft = time.perf_counter() - t
+    t = time.perf_counter()
+    res = bases.evaluate(model, b, st.head)
+    if "validation" in res and base_val_miou is not None:
+        res["validation"]["miou_change"] = res["validation"]["miou"] - base_val_miou
+    t_ev = time.perf_counter() - t
+    timings["finetune"] += t_ft
+    timings["evaluate"] += t_ev
+    head_hash = hashlib.sha256(b"".join(
+        v.numpy().tobytes() for _, v in sorted(head_state_dict(model, st.head).items()))).hexdigest()[:16]
+    rec = {"kind": "finetune", "record_version": RECORD_VERSION, "setting": asdict(st), "key": st.key,
+           "base": b, "base_sha": bases.tag[b],
+           "seed": seed, **res, "miou_change": res["miou"] - base_miou,
+           "final_loss": log[-1], "mean_loss_last10": float(np.mean([r["loss"] for r in log[-10:]])),
+           "head_sha256": head_hash, "seconds": {"finetune": t_ft, "evaluate": t_ev},
+           "finetune_config": fcfg.to_json()}
+    f.write_text(json.dumps(rec, indent=1))
+    _log(cfg, f"{st.key} base {bases.tag[b]} seed {seed}: finetune {t_ft:.1f} s, eval {t_ev:.1f} s; "
+              + ", ".join(f"{s} AP {res['metrics'][s]['ap']:.2f}" for s in SCORES)
+              + f", ΔmIoU {rec['miou_change']:+.2f}")
+
+
 def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
     """Run (or continue) the study and write ``study.json`` and ``study.md``.
 
@@ -178,46 +254,13 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
     t_start = time.perf_counter()
     timings: dict[str, float] = {"corpora": 0.0, "base_eval": 0.0, "finetune": 0.0, "evaluate": 0.0}
 
-    # The base models' own numbers.
-    base_runs: list[dict[str, Any]] = []
-    for b in cfg.bases:
-        f = out / "runs" / f"base_{bases.tag[b]}.json"
-        if _current(f) or (report_only and f.exists()):
-            base_runs.append(json.loads(f.read_text()))
-            continue
-        if report_only:
-            continue
-        t = time.perf_counter()
-        res = bases.evaluate(bases.model(b), b, "classifier")
-        if "validation" in res:
-            res["validation"]["miou_change"] = 0.0
-        rec = {"kind": "base", "record_version": RECORD_VERSION, "base": b, "base_sha": bases.tag[b], **res,
-               "miou_change": 0.0}
-        f.write_text(json.dumps(rec, indent=1))
-        base_runs.append(rec)
-        timings["base_eval"] += time.perf_counter() - t
-        _log(cfg, f"base {Path(b).name}: " + ", ".join(
-            f"{s} AP {res['metrics'][s]['ap']:.2f}" for s in SCORES) + f", mIoU {res['miou']:.2f}")
+    base_runs = _base_runs(cfg, bases, report_only, timings)
     base_miou = {r["base"]: r["miou"] for r in base_runs}
     base_val_miou = {r["base"]: r.get("validation", {}).get("miou") for r in base_runs}
 
     corpora: dict[str, str] = {}
-    probing = cfg.probe_steps > 0 and not report_only
-    for b in cfg.bases if probing else ():
-        f = out / "runs" / f"probe_{bases.tag[b]}.json"
-        if _current(f):
-            continue
-        d = cfg.default_alignment
-        if d not in corpora:  # built once, shared with the finetune runs below
-            corpora[d] = ensure_corpus(cfg, d)
-        t = time.perf_counter()
-        res = head_only_ceiling(bases.cache(b, f"train:{d}", "classifier", corpora[d]),
-                                bases.cache(b, "test", "classifier"), cfg.num_classes, cfg.probe_steps)
-        rec = {"kind": "probe", "record_version": RECORD_VERSION, "base": b, "base_sha": bases.tag[b],
-               "alignment": d, "steps": cfg.probe_steps, **res, "seconds": time.perf_counter() - t}
-        f.write_text(json.dumps(rec, indent=1))
-        _log(cfg, f"probe {Path(b).name}: on the pastes AP {res['pastes']['ap']:.2f}, cross-validated on the "
-                  f"test anomalies AP {res['test_cv']['ap']:.2f} ({rec['seconds']:.1f} s)")
+    if cfg.probe_steps > 0 and not report_only:
+        _probes(cfg, bases, corpora)
     for st, b, seed in run_order(cfg):
         f = out / "runs" / f"{st.key}_base{bases.tag[b]}_seed{seed}.json"
         if _current(f) or report_only:
@@ -226,30 +269,7 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
             t = time.perf_counter()
             corpora[st.alignment] = ensure_corpus(cfg, st.alignment)
             timings["corpora"] += time.perf_counter() - t
-        fcfg = finetune_config(cfg, st, b, seed, corpora[st.alignment])
-        cache = bases.cache(b, f"train:{st.alignment}", st.head, corpora[st.alignment])
-        t = time.perf_counter()
-        model, log = finetune_cached(fcfg, cache, model=bases.fresh(b))
-        t_ft = time.perf_counter() - t
-        t = time.perf_counter()
-        res = bases.evaluate(model, b, st.head)
-        if "validation" in res and base_val_miou.get(b) is not None:
-            res["validation"]["miou_change"] = res["validation"]["miou"] - base_val_miou[b]
-        t_ev = time.perf_counter() - t
-        timings["finetune"] += t_ft
-        timings["evaluate"] += t_ev
-        head_hash = hashlib.sha256(b"".join(
-            v.numpy().tobytes() for _, v in sorted(head_state_dict(model, st.head).items()))).hexdigest()[:16]
-        rec = {"kind": "finetune", "record_version": RECORD_VERSION, "setting": asdict(st), "key": st.key,
-               "base": b, "base_sha": bases.tag[b],
-               "seed": seed, **res, "miou_change": res["miou"] - base_miou[b],
-               "final_loss": log[-1], "mean_loss_last10": float(np.mean([r["loss"] for r in log[-10:]])),
-               "head_sha256": head_hash, "seconds": {"finetune": t_ft, "evaluate": t_ev},
-               "finetune_config": fcfg.to_json()}
-        f.write_text(json.dumps(rec, indent=1))
-        _log(cfg, f"{st.key} base {bases.tag[b]} seed {seed}: finetune {t_ft:.1f} s, eval {t_ev:.1f} s; "
-                  + ", ".join(f"{s} AP {res['metrics'][s]['ap']:.2f}" for s in SCORES)
-                  + f", ΔmIoU {rec['miou_change']:+.2f}")
+        _finetune_run(cfg, bases, st, b, seed, corpora[st.alignment], f, base_miou[b], base_val_miou.get(b), timings)
         write_report(cfg, timings=timings, seconds=time.perf_counter() - t_start)  # partial results stay readable
     if report_only:
         return write_report(cfg)

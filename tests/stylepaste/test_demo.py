@@ -11,6 +11,7 @@ from PIL import Image
 
 from stylepaste import cli
 from stylepaste.demo import DEMO_CHECKPOINT, DemoConfig, run
+from synthetic.world import WorldConfig
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.models import build_model
 
@@ -20,8 +21,8 @@ def test_demo_chain_runs_end_to_end(tmp_path):
     torch.manual_seed(0)
     base = tmp_path / "base.pt"
     save_checkpoint(build_model("small"), str(base))
-    cfg = DemoConfig(out=str(tmp_path / "demo"), checkpoint=str(base), train=6, val=2, anomaly=3, height=64,
-                     width=128, coco_images=6, steps=3, batch_size=2, workers=1, overlays=1, progress=False)
+    world = WorldConfig(out="world", train=6, val=2, anomaly=3, height=64, width=128, coco_images=6)
+    cfg = DemoConfig(out=str(tmp_path / "demo"), checkpoint=str(base), world=world, steps=3, batch_size=2, workers=1, overlays=1, progress=False)
     summary = run(cfg)
     out = tmp_path / "demo"
     assert set(summary["seconds"]) == {"world", "bank", "augment", "finetune", "evaluate"}
