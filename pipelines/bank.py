@@ -270,7 +270,8 @@ def run(cfg: BankConfig, options: PipelineOptions | None = None) -> Manifest:
     options = options or PipelineOptions(["--runner=DirectRunner"])
     running.check_shared_storage([cfg.coco, cfg.annotations_url, cfg.images_url, cfg.out], options)
     catalog = load_catalog(cfg)
-    folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite)
+    folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite, kind=OBJECT_BANK,
+                                     inputs=[cfg.coco, cfg.annotations_url, cfg.images_url])
     try:
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, cfg, folder.work_url, catalog)

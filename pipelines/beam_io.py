@@ -40,11 +40,12 @@ filesystem.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import posixpath
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +54,16 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
+from fsspec.implementations.local import LocalFileSystem
 
 from schemas.arrow import ShardKind, table_from_rows
 from schemas.manifest import (
-    MANIFEST_NAME, REJECTS_NAME, Manifest, ShardInfo, join_url, open_shard, shard_info, write_manifest,
+    MANIFEST_NAME, REJECTS_NAME, Manifest, ShardInfo, join_url, open_shard, read_manifest, shard_info,
 )
 from schemas.rng import stable_hash
+from schemas.storage import WORK_DIR, commit_replace, new_run_id, recover, remove_if_empty, write_owner
+
+log = logging.getLogger(__name__)
 
 REJECTS = "rejects"
 """Tag of the rejects side output."""
@@ -68,9 +73,6 @@ COUNTS = "counts"
 
 COUNTS_NAME = "_counts.json"
 """Accounting file the pipeline writes into the work folder (the commit folds it into the manifest)."""
-
-WORK_DIR = "_temporary"
-"""Folder inside the output folder that holds the runs in progress."""
 
 METRICS_NAMESPACE = "stylepaste"
 """Namespace of the Beam Metrics counters."""
@@ -445,6 +447,27 @@ def _entries(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     return sorted(p for p in found if posixpath.basename(p.rstrip("/")) != WORK_DIR and p.rstrip("/") != path)
 
 
+def _local_or_url(url: str) -> str:
+    """A comparable form of a URL: absolute, normalised local paths; other URLs as given, without a final /."""
+    fs, path = fsspec.core.url_to_fs(url)
+    if isinstance(fs, LocalFileSystem):
+        return os.path.realpath(path)
+    return fs.unstrip_protocol(path).rstrip("/")
+
+
+def check_not_an_input(out_url: str, inputs: Sequence[str]) -> None:
+    """Refuse an output folder that is one of the run's inputs or holds one.
+
+    Raises:
+        ValueError: Naming the output and the input.
+    """
+    out = _local_or_url(out_url)
+    for url in inputs:
+        inp = _local_or_url(url)
+        if inp == out or inp.startswith(out.rstrip("/") + "/"):
+            raise ValueError(f"output folder {out_url} is (or holds) the input {url}; choose another --out")
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """An output folder and the work folder (``<out>/_temporary/<run id>``) a run writes into.
@@ -460,26 +483,42 @@ class RunFolder:
     created: bool
 
     @classmethod
-    def begin(cls, out_url: str, *, overwrite: bool = False) -> RunFolder:
-        """Start a run: refuse a non-empty output folder unless ``overwrite``, and make the work folder.
+    def begin(cls, out_url: str, *, overwrite: bool = False, kind: ShardKind | None = None,
+              inputs: Sequence[str] = ()) -> RunFolder:
+        """Start a run: repair what dead runs left (:func:`schemas.storage.recover`), check the folder, make the
+        work folder and record its owner.
 
-        Leftover work folders of killed runs (``<out>/_temporary``) do not count as content.
+        A non-empty folder is refused unless ``overwrite``; with ``overwrite`` it must hold a stylepaste output
+        of the same kind (its ``_manifest.json``). Leftover work folders of live runs do not count as content.
+
+        Args:
+            out_url: The output folder.
+            overwrite: Replace a previous output of the same kind after a successful run.
+            kind: The kind of shards this run writes (checked against an existing manifest).
+            inputs: The run's input URLs; the output may neither be one nor hold one.
 
         Raises:
-            FileExistsError: If ``out_url`` holds anything (or is a file) and ``overwrite`` is False.
+            FileExistsError: If ``out_url`` holds anything and ``overwrite`` is False, holds something other
+                than a stylepaste output of ``kind``, or is a file.
+            ValueError: If ``out_url`` is or holds an input.
         """
+        check_not_an_input(out_url, inputs)
         fs, path = fsspec.core.url_to_fs(out_url)
         if fs.exists(path) and not fs.isdir(path):
             raise FileExistsError(f"output {out_url} is a file, not a folder")
+        for line in recover(out_url):
+            log.warning(line)
         existing = _entries(fs, path)
+        shown = ", ".join(posixpath.basename(p) for p in existing[:5]) + (", ..." if len(existing) > 5 else "")
         if existing and not overwrite:
-            shown = ", ".join(posixpath.basename(p) for p in existing[:5]) + (", ..." if len(existing) > 5 else "")
             raise FileExistsError(f"output folder {out_url} is not empty ({shown}); "
                                   "pass --overwrite to replace it after a successful run")
+        if existing:
+            _check_replaceable(out_url, kind, shown)
         created = not fs.exists(path)
-        run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
-        work_url = join_url(out_url, WORK_DIR, run_id)
+        work_url = join_url(out_url, WORK_DIR, new_run_id())
         fs.makedirs(fsspec.core.url_to_fs(work_url)[1], exist_ok=True)
+        write_owner(work_url)
         return cls(out_url, work_url, created)
 
     def discard(self) -> None:
@@ -489,9 +528,9 @@ class RunFolder:
         _, out = fsspec.core.url_to_fs(self.out_url)
         if fs.exists(work):
             fs.rm(work, recursive=True)
-        _remove_if_empty(fs, posixpath.join(out, WORK_DIR))
+        remove_if_empty(fs, posixpath.join(out, WORK_DIR))
         if self.created:
-            _remove_if_empty(fs, out)
+            remove_if_empty(fs, out)
 
     def commit(self, kind: ShardKind, *, parameters: Mapping[str, Any] | None = None, seed: int | None = None,
                source: Mapping[str, Any] | None = None, overwrite: bool = False) -> Manifest:
@@ -499,8 +538,8 @@ class RunFolder:
 
         Checks before anything moves: every shard has ``kind``'s schema, ``_counts.json`` exists and balances
         (``inputs = written + filtered + rejected``), the shards hold ``written`` rows, and the rejects file
-        holds ``rejected`` lines. With ``overwrite`` the previous contents are set aside first and deleted only
-        once the new ones are in place (restored if moving fails).
+        holds ``rejected`` lines. The move is :func:`schemas.storage.commit_replace`: journaled, so that a kill
+        at any instant is finished or rolled back by the next run or reader.
 
         Args:
             kind: Shard kind of the run.
@@ -514,7 +553,8 @@ class RunFolder:
 
         Raises:
             RuntimeError: If the work folder is incomplete or the accounting does not balance.
-            FileExistsError: If the output folder got content meanwhile and ``overwrite`` is False.
+            FileExistsError: If the output folder got content meanwhile and ``overwrite`` is False, or got
+                something other than a stylepaste output of ``kind``.
         """
         fs, work = fsspec.core.url_to_fs(self.work_url)
         _, out = fsspec.core.url_to_fs(self.out_url)
@@ -550,40 +590,27 @@ class RunFolder:
         existing = _entries(fs, out)
         if existing and not overwrite:
             raise FileExistsError(f"output folder {self.out_url} got content during the run; nothing was committed")
-        aside = f"{work}.previous"
-        moved_aside: list[tuple[str, str]] = []
-        moved_in: list[str] = []
-        try:
-            if existing:
-                fs.makedirs(aside, exist_ok=True)
-                # The old manifest goes first so that the folder never looks complete while half replaced.
-                for p in sorted(existing, key=lambda p: posixpath.basename(p) != MANIFEST_NAME):
-                    dst = posixpath.join(aside, posixpath.basename(p.rstrip("/")))
-                    fs.mv(p, dst, recursive=True)
-                    moved_aside.append((p, dst))
-            for name in [*shard_names, REJECTS_NAME]:
-                dst = posixpath.join(out, name)
-                fs.mv(posixpath.join(work, name), dst)
-                moved_in.append(dst)
-            write_manifest(self.out_url, manifest)
-        except BaseException:
-            for dst in moved_in:
-                if fs.exists(dst):
-                    fs.rm(dst)
-            for src, dst in reversed(moved_aside):
-                fs.mv(dst, src, recursive=True)
-            raise
-        if fs.exists(aside):
-            fs.rm(aside, recursive=True)
-        if fs.exists(work):
-            fs.rm(work, recursive=True)
-        _remove_if_empty(fs, posixpath.join(out, WORK_DIR))
+        if existing:
+            _check_replaceable(self.out_url, kind, ", ".join(posixpath.basename(p) for p in existing[:5]))
+        commit_replace(self.out_url, self.work_url, [*shard_names, REJECTS_NAME], manifest.to_json())
         return manifest
 
 
-def _remove_if_empty(fs: fsspec.AbstractFileSystem, path: str) -> None:
+def _check_replaceable(out_url: str, kind: ShardKind | None, shown: str) -> None:
+    """``--overwrite`` replaces only a stylepaste output (of ``kind`` when given).
+
+    Raises:
+        FileExistsError: Naming the folder and what it holds.
+    """
     try:
-        if fs.isdir(path) and not fs.ls(path, detail=False):
-            fs.rmdir(path)
-    except (FileNotFoundError, OSError):
-        pass
+        man = read_manifest(out_url)
+    except FileNotFoundError:
+        raise FileExistsError(
+            f"output folder {out_url} holds {shown} but no {MANIFEST_NAME}: it is not a stylepaste output, and "
+            "--overwrite replaces only those (or an empty folder); choose another --out") from None
+    except ValueError as err:
+        raise FileExistsError(f"output folder {out_url}: its {MANIFEST_NAME} is unreadable ({err}); --overwrite "
+                              "replaces only a readable stylepaste output") from None
+    if kind is not None and man.kind != kind.name:
+        raise FileExistsError(f"output folder {out_url} holds {man.kind} shards; this run writes {kind.name} and "
+                              "--overwrite replaces only an output of the same kind")

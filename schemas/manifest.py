@@ -15,9 +15,9 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.arrow import KINDS, SchemaMismatchError, ShardKind, validate_schema
+from schemas.arrow import SchemaMismatchError, ShardKind, validate_schema
+from schemas.storage import MANIFEST_NAME, atomic_write, settle
 
-MANIFEST_NAME = "_manifest.json"
 REJECTS_NAME = "_rejects.jsonl"
 
 
@@ -116,26 +116,37 @@ def shard_info(url: str) -> ShardInfo:
 
 
 def write_manifest(folder: str, manifest: Manifest) -> str:
-    """Write ``folder/_manifest.json`` and return its URL."""
+    """Write ``folder/_manifest.json`` atomically (:func:`schemas.storage.atomic_write`) and return its URL."""
     url = join_url(folder, MANIFEST_NAME)
-    with fsspec.open(url, "w") as f:
-        f.write(manifest.to_json())
+    atomic_write(url, manifest.to_json().encode("utf-8"))
     return url
+
+
+def _read_text(url: str) -> str:
+    with fsspec.open(url, "r") as f:
+        return f.read()
 
 
 def read_manifest(folder: str, *, kind: ShardKind | None = None) -> Manifest:
     """Read ``folder/_manifest.json`` and, when ``kind`` is given, check its schema name and version.
 
+    A folder without a manifest that holds an interrupted commit is repaired (or waited for) first
+    (:func:`schemas.storage.settle`).
+
     Raises:
         FileNotFoundError: If there is no manifest.
         SchemaMismatchError: If the manifest names another kind or version.
+        schemas.storage.InterruptedCommitError: If another process is still committing into the folder.
     """
     url = join_url(folder, MANIFEST_NAME)
     try:
-        with fsspec.open(url, "r") as f:
-            text = f.read()
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"no {MANIFEST_NAME} in {folder}: not a stylepaste shard folder") from err
+        text = _read_text(url)
+    except FileNotFoundError:
+        settle(folder)
+        try:
+            text = _read_text(url)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"no {MANIFEST_NAME} in {folder}: not a stylepaste shard folder") from err
     man = Manifest.from_json(text, where=url)
     if kind is not None and (man.kind, man.schema_version) != (kind.name, kind.version):
         raise SchemaMismatchError(

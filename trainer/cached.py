@@ -35,9 +35,15 @@ from schemas.arrow import FRAME
 from schemas.manifest import join_url, open_shard
 from trainer.checkpoint import load_checkpoint
 from trainer.data import Augment, ShardStream
-from trainer.training import FinetuneConfig, make_optimizer, optimizer_step, save_finetuned, write_log
 from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict
 from trainer.models import build_model, normalize
+from trainer.training import (
+    FinetuneConfig,
+    make_optimizer,
+    optimizer_step,
+    save_finetuned,
+    write_log,
+)
 
 # ------------------------------------------------------------------------------------------- data order
 
@@ -170,7 +176,7 @@ def dataset_frames(name: str, root: str, limit: int | None) -> Iterator[tuple[st
 def save_cache(cache: FeatureCache, path: Path) -> None:
     """Write a cache (tensors with ``torch.save``, ids as JSON inside; read back with ``weights_only=True``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(".tmp")  # streamed to a temporary name, then renamed: atomic without a second copy
     torch.save({"feats": cache.feats, "labels": cache.labels, "ids": json.dumps(cache.ids),
                 "size": list(cache.size)}, tmp)
     tmp.replace(path)

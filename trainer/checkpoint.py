@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from schemas.storage import atomic_write
+
 try:  # numpy >= 2
     from numpy._core.multiarray import scalar as _np_scalar
 except ImportError:  # pragma: no cover - numpy 1.x
@@ -353,8 +355,7 @@ def save_checkpoint(
     parent = posixpath.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    with fs.open(path, "wb") as f:
-        f.write(buffer.getvalue())
+    atomic_write(url, buffer.getvalue())  # a full disk leaves the previous file, never a truncated one
 
 
 def checkpoint_info(url: str) -> dict[str, Any]:

@@ -44,8 +44,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from evaluation.loop import LogitsEvaluator
 from schemas.labels import IGNORE, NUM_CLASSES, OOD
 from schemas.manifest import join_url
+from schemas.storage import atomic_write
+from trainer.cached import check_cacheable, run_cached
 from trainer.checkpoint import load_checkpoint, read_checkpoint
 from trainer.data import Augment, ShardStream, StreamLoader, parse_pair
 from trainer.distributed import (
@@ -59,11 +62,15 @@ from trainer.distributed import (
     mean_over_ranks,
     shutdown,
 )
-from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict, load_head_state_dict
+from trainer.heads import (
+    BaseHead,
+    freeze_all_but_head,
+    head_loss,
+    head_state_dict,
+    load_head_state_dict,
+)
 from trainer.losses import INLIER_KINDS, LOSS_KINDS, LossConfig
-from evaluation.loop import LogitsEvaluator
 from trainer.models import ARCHS, HEADS, build_model, head_modules, normalize
-from trainer.cached import check_cacheable, run_cached
 from trainer.training import (
     AMP_MODES,
     OPTIMIZERS,
@@ -73,13 +80,11 @@ from trainer.training import (
     FinetuneConfig,
     _amp_dtype,
     _sha256,
-    _write_bytes_atomic,
     make_optimizer,
     optimizer_step,
     save_finetuned,
     write_log,
 )
-
 
 # ------------------------------------------------------------------------------------------- validation
 
@@ -259,7 +264,7 @@ class _Run:
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
-        _write_bytes_atomic(self.last_url, buf.getvalue())
+        atomic_write(self.last_url, buf.getvalue())
         write_log(self.log_url, {"event": "checkpoint", "step": self.step, "url": self.last_url})
 
     def validate(self) -> None:

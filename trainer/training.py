@@ -154,17 +154,6 @@ def _sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _write_bytes_atomic(url: str, data: bytes) -> None:
-    fs, path = fsspec.core.url_to_fs(url)
-    parent = fs._parent(path)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = path + ".tmp"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
-
-
 def write_log(url: str, record: dict[str, Any], *, new: bool = False) -> None:
     """Append one JSON line to ``train_log.jsonl`` (``new``: start the file afresh)."""
     fs, path = fsspec.core.url_to_fs(url)

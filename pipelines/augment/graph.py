@@ -170,12 +170,13 @@ def run(cfg: AugmentConfig, options: beam.options.pipeline_options.PipelineOptio
     options = options or PipelineOptions(["--runner=DirectRunner"])
     running.check_shared_storage([cfg.out, cfg.cityscapes, cfg.bank], options)
     frames, bank_urls, source = resolve_inputs(cfg)
-    folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite)
+    folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite, kind=FRAME, inputs=[cfg.cityscapes, cfg.bank])
     try:
         p = beam.Pipeline(options=options)
         write_outputs(build_pipeline(p, cfg, frames, bank_urls), cfg, folder.work_url)
         running.run_to_completion(p)
-        manifest = folder.commit(FRAME, parameters=cfg.manifest_parameters(), seed=cfg.seed, source=source, overwrite=cfg.overwrite)
+        manifest = folder.commit(FRAME, parameters=cfg.manifest_parameters(), seed=cfg.seed, source=source,
+                                 overwrite=cfg.overwrite)
     except BaseException:
         folder.discard()
         raise

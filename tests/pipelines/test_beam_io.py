@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -178,3 +179,32 @@ def test_memory_urls_need_an_in_process_runner():
     running.check_shared_storage(["/local/out"], bad)
     with pytest.raises(ValueError, match="DataflowRunner"):
         running.check_shared_storage(["memory://x"], PipelineOptions(["--runner=DataflowRunner"]))
+
+
+def test_overwrite_replaces_only_a_stylepaste_output_of_the_same_kind(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="no _manifest.json"):
+        beam_io.RunFolder.begin(str(precious), overwrite=True, kind=KIND)
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"]  # no work folder left either
+
+    out = tmp_path / "out"
+    folder = beam_io.RunFolder.begin(str(out), kind=KIND)
+    _fake_run(folder, 3)
+    folder.commit(KIND)
+    other = dataclasses.replace(KIND, name="other_rows")
+    with pytest.raises(FileExistsError, match=f"holds {KIND.name} shards"):
+        beam_io.RunFolder.begin(str(out), overwrite=True, kind=other)
+    assert beam_io.RunFolder.begin(str(out), overwrite=True, kind=KIND).work_url.startswith(str(out))
+
+
+def test_an_output_folder_may_not_be_or_hold_an_input(tmp_path):
+    coco = tmp_path / "coco"
+    (coco / "train2017").mkdir(parents=True)
+    for out, inputs in ((coco, [str(coco)]), (coco, [str(coco / "train2017")]),
+                        (tmp_path / "x" / ".." / "coco", [str(coco)])):
+        with pytest.raises(ValueError, match="is \\(or holds\\) the input"):
+            beam_io.RunFolder.begin(str(out), overwrite=True, inputs=inputs)
+    beam_io.check_not_an_input(str(coco / "bank"), [str(coco)])  # an output inside an input folder is allowed
