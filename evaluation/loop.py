@@ -222,6 +222,19 @@ def check_config(cfg: EvaluateConfig) -> None:
             raise ValueError("the sml score needs --sml-train ROOT (a Cityscapes-layout folder with a train split)")
 
 
+def _finite(logits: torch.Tensor, spec: ModelSpec, dataset: str, sample: Sample) -> torch.Tensor:
+    """The logits of one frame, refused when any is NaN or infinite (no metric is computed from them).
+
+    Raises:
+        ValueError: Naming the model, the dataset and the frame.
+    """
+    bad = int((~torch.isfinite(logits)).sum())
+    if bad:
+        raise ValueError(f"model {spec.label!r} gives {bad} non-finite logits on {dataset} frame "
+                         f"{sample.sample_id}; no metric is computed from them")
+    return logits
+
+
 def _evaluate_dataset(cfg: EvaluateConfig, spec: ModelSpec, built: BuiltModel, name: str, ds: AnomalyDataset,
                       sml: SMLStatistics | None, overlay_score: str, result: EvaluationResult,
                       frame_aps: list[tuple[float, int, str]] | None,
@@ -234,11 +247,11 @@ def _evaluate_dataset(cfg: EvaluateConfig, spec: ModelSpec, built: BuiltModel, n
                          alarm_stride=max(1, cfg.false_alarm_stride), sml_stats=sml, smooth_sigma=cfg.smooth_sigma)
     if is_segmentation(name):
         for sample in it:
-            ev.update_segmentation(built.predict(sample.image), sample.label[None])
+            ev.update_segmentation(_finite(built.predict(sample.image), spec, name, sample), sample.label[None])
         result.miou.setdefault(spec.label, {})[name] = ev.miou()
         return
     for idx, sample in enumerate(it):
-        maps = ev.update_anomaly(built.predict(sample.image), sample.label[None])
+        maps = ev.update_anomaly(_finite(built.predict(sample.image), spec, name, sample), sample.label[None])
         if frame_aps is not None:
             frame_aps.append((frame_ap(maps[overlay_score][0], sample.label), idx, sample.sample_id))
     for s, values in ev.anomaly_results().items():

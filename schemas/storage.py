@@ -58,6 +58,8 @@ STALE_SECONDS = 24 * 3600.0
 class InterruptedCommitError(RuntimeError):
     """A folder holds an interrupted commit whose committer still runs (or cannot be repaired)."""
 
+    user_error = True
+
 
 def atomic_write(url: str, data: bytes) -> None:
     """Write ``data`` to ``url`` so that readers see the old file or the new one, never a part.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+
+from schemas.errors import user_error_message
 
 
 class _BeamImportNoise(logging.Filter):
@@ -25,6 +28,31 @@ STAGES: dict[str, tuple[str, str]] = {
     "evaluate": ("trainer.evaluate", "anomaly benchmarks (AUROC, AP, FPR95) and mIoU; tables, curves, overlays"),
     "demo": ("stylepaste.demo", "run the main job end to end on the synthetic city"),
 }
+
+_OWN_LOG_LEVEL = {"bank", "augment"}
+"""Stages whose parser takes ``--log-level`` itself (the others get it removed here)."""
+
+
+def _pop_log_level(stage: str, rest: list[str]) -> tuple[str, list[str]]:
+    """The ``--log-level`` value (default WARNING) and the arguments the stage's parser gets."""
+    level, out, i = os.environ.get("STYLEPASTE_LOG_LEVEL", "WARNING"), [], 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--log-level" and i + 1 < len(rest):
+            level = rest[i + 1]
+            if stage in _OWN_LOG_LEVEL:
+                out += rest[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith("--log-level="):
+            level = arg.split("=", 1)[1]
+            if stage in _OWN_LOG_LEVEL:
+                out.append(arg)
+            i += 1
+            continue
+        out.append(arg)
+        i += 1
+    return level.upper(), out
 
 
 def _usage() -> str:
@@ -47,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments without the program name (defaults to ``sys.argv[1:]``).
 
     Returns:
-        The stage's exit code; 2 for an unknown stage.
+        The stage's exit code; 2 for an unknown stage or a user error (bad settings, files or data:
+        :func:`schemas.errors.user_error_message`), printed on one line. ``--log-level debug`` (any stage) shows
+        the traceback instead.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -59,8 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stylepaste: unknown stage {stage!r}; choose one of {', '.join(STAGES)}\n", file=sys.stderr)
         print(_usage(), file=sys.stderr)
         return 2
+    level, rest = _pop_log_level(stage, rest)
     module = importlib.import_module(STAGES[stage][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:
+        print(f"stylepaste {stage}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None or level == "DEBUG":
+            raise
+        print(f"stylepaste {stage}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

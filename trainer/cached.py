@@ -41,6 +41,7 @@ from trainer.training import (
     FinetuneConfig,
     make_optimizer,
     optimizer_step,
+    remove_partial_run,
     save_finetuned,
     write_log,
 )
@@ -278,6 +279,16 @@ def run_cached(cfg: FinetuneConfig, *, feature_batch: int = 4) -> dict[str, Any]
     fs, path = fsspec.core.url_to_fs(join_url(cfg.out, "head.pt"))
     if fs.exists(path):
         raise FileExistsError(f"{cfg.out} already holds a finetune run; choose another --out")
+    existed = fs.exists(fsspec.core.url_to_fs(cfg.out)[1])
+    try:
+        return _run_cached(cfg, log_url, feature_batch)
+    except BaseException:
+        if not existed:
+            remove_partial_run(cfg.out)
+        raise
+
+
+def _run_cached(cfg: FinetuneConfig, log_url: str, feature_batch: int) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.num_classes)
     load_checkpoint(model, cfg.checkpoint)

@@ -253,6 +253,20 @@ def prepare_state_dict(
     return clean, report
 
 
+def check_finite_state(state: dict[str, torch.Tensor], url: str) -> None:
+    """Refuse a state dict with NaN or infinite values (a diverged run): its outputs would be NaN, and every metric
+    computed from them meaningless.
+
+    Raises:
+        ValueError: Naming the checkpoint, the count and the first tensors concerned.
+    """
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in state.items() if v.is_floating_point()}
+    bad = {k: n for k, n in bad.items() if n}
+    if bad:
+        raise ValueError(f"{url}: {sum(bad.values())} non-finite values in {len(bad)} tensors ({_short(list(bad))}); "
+                         "the checkpoint comes from a diverged run and is refused")
+
+
 def load_checkpoint(model: nn.Module, url: str, *, strict: bool = True) -> dict[str, Any]:
     """Load a checkpoint file into ``model``.
 
@@ -278,6 +292,7 @@ def load_checkpoint(model: nn.Module, url: str, *, strict: bool = True) -> dict[
         raise CheckpointError(f"{url} was saved from arch {metadata['arch']!r}, the model is {arch!r}")
     _check_model_config(model, metadata, url)
     clean, report = prepare_state_dict(model, state, strict=strict, url=url)
+    check_finite_state(clean, url)
     model.load_state_dict(clean, strict=not report["missing_keys"])
     return {"url": url, "layout": layout, "num_tensors": len(clean), "metadata": metadata, **report}
 

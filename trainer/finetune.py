@@ -81,7 +81,9 @@ from trainer.training import (
     _amp_dtype,
     _sha256,
     make_optimizer,
+    NonFiniteError,
     optimizer_step,
+    remove_partial_run,
     save_finetuned,
     write_log,
 )
@@ -170,10 +172,17 @@ def run(cfg: FinetuneConfig, *, on_step: Callable[[int, dict[str, float]], None]
         ValueError: Settings that do not fit the saved run on resume, or bad inputs.
     """
     info = init_distributed(cfg.device)
+    fs, out = fsspec.core.url_to_fs(cfg.out)
+    existed = fs.exists(out)
     try:
         return _run(cfg, info, on_step)
+    except BaseException:
+        if info.main and not existed:
+            remove_partial_run(cfg.out)
+        raise
     finally:
         shutdown(info)
+
 
 
 class _Run:
@@ -313,7 +322,12 @@ class _Run:
                 with torch.no_grad():
                     feats = model.forward_features(x, cfg.head)
                 loss, parts = head_loss(model, feats, x.shape[-2:], y, cfg.loss, cfg.head, self.base_head)
-            optimizer_step(loss, self.optimizer, self.scaler, lambda: average_gradients(self.params, info))
+            try:
+                optimizer_step(loss, self.optimizer, self.scaler, lambda: average_gradients(self.params, info))
+            except NonFiniteError as err:
+                fs, last = fsspec.core.url_to_fs(self.last_url)
+                kept = f"{self.last_url} keeps the last good state" if fs.exists(last) else "nothing was saved"
+                raise NonFiniteError(f"finetune stopped at step {self.step + 1}: {err}; {kept}") from None
             if cfg.head == "final":
                 for module in self.heads.values():
                     average_buffers(module, info)

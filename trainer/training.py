@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+import posixpath
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 
 from schemas.labels import NUM_CLASSES
 from schemas.manifest import join_url
+from schemas.storage import remove_if_empty
 from trainer.checkpoint import save_checkpoint
 from trainer.data import Augment
 from trainer.heads import load_head_state_dict
@@ -188,20 +190,43 @@ def save_finetuned(model: torch.nn.Module, cfg: FinetuneConfig, head: dict[str, 
     return _sha256(head)
 
 
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or weight; the run stops (its last checkpoint stays as it was)."""
+
+    user_error = True
+
+
+def check_finite_params(params: Iterable[torch.Tensor], what: str = "weights") -> None:
+    """Raise :class:`NonFiniteError` if any tensor holds NaN or infinity (one reduction and one sync)."""
+    params = [p for p in params]
+    if not params:
+        return
+    bad = torch.stack([(~torch.isfinite(p.detach())).sum() for p in params]).sum()
+    if int(bad):
+        raise NonFiniteError(f"{int(bad)} non-finite {what} after the optimizer step (learning rate too high?)")
+
+
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
                    scaler: torch.amp.GradScaler | None = None,
-                   after_backward: Callable[[], None] | None = None) -> None:
+                   after_backward: Callable[[], None] | None = None, *, check: bool = True) -> None:
     """The one training step after the forward pass, shared by finetune, its cached path and pretrain.
 
     Clears the gradients, back-propagates ``loss`` (scaled when a gradient scaler is given), runs
     ``after_backward`` (e.g. averaging gradients over DDP ranks) and steps the optimizer (through the scaler).
+    Then, with ``check``, stops on a non-finite loss or weight: training on NaN only writes NaN checkpoints.
 
     Args:
         loss: Scalar loss of this step.
         optimizer: The optimizer.
         scaler: fp16 gradient scaler, or ``None``.
         after_backward: Called between backward and step.
+        check: Refuse a non-finite loss and check the trained weights after the step.
+
+    Raises:
+        NonFiniteError: On a non-finite loss (before any weight changes) or weight (after the step).
     """
+    if check and not bool(torch.isfinite(loss.detach())):
+        raise NonFiniteError(f"the loss is {float(loss.detach()):g}; the weights were not updated")
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
         loss.backward()
@@ -214,3 +239,18 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
     else:
         scaler.step(optimizer)
         scaler.update()
+    if check:
+        check_finite_params(p for group in optimizer.param_groups for p in group["params"])
+
+
+def remove_partial_run(out_url: str) -> None:
+    """After a failed run that created ``out_url``: remove what it wrote unless a resumable ``last.pt`` is there
+    (then everything stays for ``--resume``)."""
+    fs, out = fsspec.core.url_to_fs(out_url)
+    if fs.exists(posixpath.join(out, "last.pt")):
+        return
+    for name in ("train_log.jsonl", "head.pt", "model.pt"):
+        path = posixpath.join(out, name)
+        if fs.exists(path):
+            fs.rm(path)
+    remove_if_empty(fs, out)

@@ -1,0 +1,64 @@
+"""Failure modes of training and evaluation: non-finite losses and weights stop the job, diverged checkpoints are
+refused, failed runs leave no partial output, and the command line reports user errors on one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylepaste import cli
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.finetune import FinetuneConfig, run
+from trainer.models import build_model
+from trainer.training import NonFiniteError, optimizer_step
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_optimizer_step_refuses_a_nan_loss_and_checks_the_weights():
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([w], lr=0.1)
+    with pytest.raises(NonFiniteError, match="loss is nan"):
+        optimizer_step((w * float("nan")).sum(), opt)
+    assert torch.equal(w.detach(), torch.ones(3))  # not updated
+    big = torch.optim.SGD([w], lr=1e38)
+    with pytest.raises(NonFiniteError, match="3 non-finite weights"):
+        optimizer_step((w * 1e3).sum() ** 2, big)
+
+
+def test_finetune_with_a_diverging_learning_rate_stops_and_leaves_nothing(shard_dir: Path, small_checkpoint: str,
+                                                                          tmp_path: Path):
+    out = tmp_path / "ft"
+    cfg = FinetuneConfig(shards=(str(shard_dir),), checkpoint=small_checkpoint, out=str(out), arch="small", steps=4,
+                         batch_size=2, workers=0, optimizer="sgd", lr=1e38, save_every=100, log_every=1,
+                         progress=False)
+    with pytest.raises(NonFiniteError, match=r"finetune stopped at step \d: .*nothing was saved"):
+        run(cfg)
+    assert not out.exists()
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(tmp_path: Path):
+    model = build_model("small")
+    with torch.no_grad():
+        model.final[6].weight[0, 0] = float("nan")
+    url = str(tmp_path / "diverged.pt")
+    save_checkpoint(model, url)
+    with pytest.raises(ValueError, match="1 non-finite values in 1 tensors .*final.6.weight"):
+        load_checkpoint(build_model("small"), url)
+
+
+def test_user_errors_print_one_line_and_exit_2(tmp_path: Path, capsys):
+    missing = str(tmp_path / "nope.pt")
+    args = ["evaluate", "--checkpoint", missing, "--arch", "small", "--dataset", f"synthetic={tmp_path}",
+            "--out", str(tmp_path / "eval")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stylepaste evaluate: error: ") and "no known layout" in err[0]
+    # --log-level debug keeps the traceback
+    proc = subprocess.run([sys.executable, "-m", "stylepaste", *args, "--log-level", "debug"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
