@@ -12,7 +12,9 @@ Rules are applied in this order, the first that applies wins: ``invalid_annotati
 ``invalid_rle``, ``empty_mask``, ``too_small``, then, only for annotations still wanted, the image is read once
 (``image_missing``, ``image_unreadable``, ``size_mismatch``). Images none of whose annotations survive the
 pixel-free rules are never read. Annotations that cannot be grouped (``duplicate_annotation`` ids,
-``unknown_image`` ids, records without an integer ``id``) are rejected while grouping.
+``unknown_image`` ids, records without an integer ``id``) are rejected while grouping, and so are those of an
+``invalid_image`` record (no usable ``file_name``, one leaving the images folder, a size that is not positive
+or that declares more pixels than :data:`schemas.codecs.DEFAULT_MAX_PIXELS`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import fsspec
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from schemas.codecs import PNG_COMPRESS_LEVEL, ImageDecodeError, encode_png
+from schemas.codecs import DEFAULT_MAX_PIXELS, PNG_COMPRESS_LEVEL, ImageDecodeError, encode_png
 
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     "person", "bicycle", "car", "motorcycle", "bus", "train", "truck", "traffic light", "stop sign",
@@ -39,8 +41,8 @@ FILTER_REASONS: tuple[str, ...] = ("excluded_category", "excluded_image", "crowd
 """Why an annotation was deliberately left out (counted, not rejected)."""
 
 REJECT_REASONS: tuple[str, ...] = (
-    "invalid_annotation", "duplicate_annotation", "unknown_image", "unknown_category", "box_outside_image",
-    "invalid_polygon", "invalid_rle", "image_missing", "image_unreadable", "size_mismatch",
+    "invalid_annotation", "duplicate_annotation", "unknown_image", "invalid_image", "unknown_category",
+    "box_outside_image", "invalid_polygon", "invalid_rle", "image_missing", "image_unreadable", "size_mismatch",
 )
 """Why an annotation could not be used (errors in the input; written to the rejects file)."""
 
@@ -256,7 +258,7 @@ def group_by_image(data: Mapping[str, Any], *, where: str = "annotations"
             rejects.append(Rejected(element, "unknown_image",
                                     f"annotation {aid} refers to image_id {iid!r}, which is not in 'images'"))
         elif isinstance(image, str):
-            rejects.append(Rejected(element, "unknown_image", f"annotation {aid}: image {iid} {image}"))
+            rejects.append(Rejected(element, "invalid_image", f"annotation {aid}: image {iid} {image}"))
         else:
             by_image.setdefault(image["id"], []).append(ann)
 
@@ -267,13 +269,23 @@ def group_by_image(data: Mapping[str, Any], *, where: str = "annotations"
     return tasks, rejects, len(annotations)
 
 
-def _image_record_problem(img: Mapping[str, Any]) -> str:
+def _image_record_problem(img: Mapping[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """Why an ``images`` record cannot be used ('' when it can): a missing or escaping ``file_name`` (absolute,
+    a URL, or ``..``: it must stay inside the images folder), a size that is not positive, or one of more than
+    ``max_pixels`` pixels (checked before any mask or image of that size is allocated)."""
     name = img.get("file_name")
     if not isinstance(name, str) or not name:
         return f"has no 'file_name' (got {name!r})"
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or "://" in name or ".." in parts or (len(name) > 1 and name[1] == ":"):
+        return f"has file_name {name!r}, which leaves the images folder (it must be a relative path inside it)"
     for key in ("width", "height"):
         if not _is_int(img.get(key)) or int(img[key]) <= 0:
             return f"has no positive integer {key!r} (got {img.get(key)!r})"
+    w, h = int(img["width"]), int(img["height"])
+    if w * h > max_pixels:
+        return (f"declares {w}x{h} = {w * h} pixels, more than the allowed {max_pixels} (possible decompression "
+                "bomb); nothing of that size is allocated")
     return ""
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import zipfile
 import re
 from typing import ClassVar
 
 import fsspec
 import numpy as np
+from numpy.lib import format as npformat
 
 from schemas import cityscapes as cs
 from schemas.codecs import DEFAULT_MAX_PIXELS
@@ -210,6 +212,7 @@ def _read_overlay(url: str) -> np.ndarray:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"Fishyscapes Static overlay not found: {url}") from err
     try:
+        _check_declared_shape(data, "rgb", url)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             if "rgb" not in npz.files:
                 raise ValueError(f"{url}: expected an array named 'rgb' in the npz, found {npz.files}")
@@ -221,3 +224,26 @@ def _read_overlay(url: str) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"{url}: expected a numeric (H, W, 3) overlay 'rgb', got {arr.dtype} {arr.shape}")
     return arr.astype(np.int32)
+
+
+def _check_declared_shape(data: bytes, name: str, url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Read the ``.npy`` header of array ``name`` inside an npz and refuse, before anything is allocated, a shape
+    that is not (H, W, 3) or holds more than ``max_pixels`` pixels (a small compressed file can declare a huge
+    array).
+
+    Raises:
+        ValueError: Naming the file, the declared shape and the limit.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        member = f"{name}.npy"
+        if member not in zf.namelist():
+            return  # reported by the caller with the arrays found
+        with zf.open(member) as f:
+            version = npformat.read_magic(f)
+            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, _ = read_header(f)
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"{url}: expected a numeric (H, W, 3) overlay 'rgb', the file declares shape {shape}")
+    if shape[0] * shape[1] > max_pixels:
+        raise ValueError(f"{url}: the overlay declares {shape[1]}x{shape[0]} = {shape[0] * shape[1]} pixels, more "
+                         f"than the allowed {max_pixels} (possible decompression bomb); nothing was allocated")

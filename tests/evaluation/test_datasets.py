@@ -581,3 +581,26 @@ def test_map_label_values_describes_allowed():
         ds.map_label_values(np.array([[3]], np.uint8), ds_base._LUT_ROAD_ANOMALY, url="x.png", encoding="ra")
     out = ds.map_label_values(np.array([[0, 1, 200]], np.uint8), ds_base._LUT_LAF, url="x.png", encoding="laf")
     assert out.tolist() == [[255, 0, 1]]
+
+
+def test_an_overlay_npz_declaring_a_huge_array_is_refused_before_allocation(tmp_path):
+    import io as _io
+    import tracemalloc
+    import zipfile
+
+    from numpy.lib import format as npformat
+
+    from evaluation.datasets.fishyscapes import _read_overlay
+
+    # a 9000 x 9000 x 3 header with almost no data behind it: a tiny file that would take 1.4 GB
+    header = _io.BytesIO()
+    npformat.write_array_header_1_0(header, {"descr": "<i2", "fortran_order": False, "shape": (9000, 9000, 3)})
+    path = tmp_path / "0000_x_rgb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("rgb.npy", npformat.MAGIC_PREFIX + b"\x01\x00" + header.getvalue()[8:] + b"\x00" * 64)
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="declares 9000x9000 = 81000000 pixels"):
+        _read_overlay(str(path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert path.stat().st_size < 10_000 and peak < 50_000_000

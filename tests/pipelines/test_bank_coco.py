@@ -180,3 +180,24 @@ def test_unreadable_image_is_told_from_a_missing_one(tmp_path):
 
     with pytest.raises(ConnectionError):
         cut_image_objects(task, _rules(data), "x/a.jpg", flaky, _Stats)
+
+
+def test_image_records_that_escape_the_folder_or_declare_too_many_pixels_are_rejected_before_any_allocation():
+    import tracemalloc
+
+    images = [{"id": 1, "file_name": "ok.jpg", "width": 64, "height": 48},
+              {"id": 2, "file_name": "huge.jpg", "width": 40000, "height": 40000},
+              {"id": 3, "file_name": "/etc/passwd", "width": 64, "height": 48},
+              {"id": 4, "file_name": "../../secret.jpg", "width": 64, "height": 48},
+              {"id": 5, "file_name": "s3://other-bucket/x.jpg", "width": 64, "height": 48}]
+    anns = [{"id": 10 + i, "image_id": i, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0,
+             "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4]]} for i in range(1, 6)]
+    tracemalloc.start()
+    tasks, rejects, _ = group_by_image({"images": images, "annotations": anns, "categories": []})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [t["image"]["id"] for t in tasks] == [1]
+    reasons = {r.element["image_id"]: (r.reason, r.detail) for r in rejects}
+    assert {k: v[0] for k, v in reasons.items()} == {i: "invalid_image" for i in (2, 3, 4, 5)}
+    assert "1600000000 pixels" in reasons[2][1] and "leaves the images folder" in reasons[3][1]
+    assert peak < 10_000_000  # nothing of the declared 40000 x 40000 size was allocated
