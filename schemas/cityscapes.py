@@ -21,7 +21,7 @@ import fsspec
 import numpy as np
 
 from schemas.codecs import read_label, read_rgb
-from schemas.labels import label_ids_to_train_ids
+from schemas.labels import IGNORE, NUM_CLASSES, label_ids_to_train_ids
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "train_extra")
 """Split folder names used by Cityscapes (``train_extra`` holds the coarse-only frames)."""
@@ -176,6 +176,31 @@ def read_label_ids(frame: CityscapesFrame) -> np.ndarray:
     return arr
 
 
+class LabelValueError(ValueError):
+    """A label map holds values that are not allowed there."""
+
+
+def check_train_ids(arr: np.ndarray, name: str) -> None:
+    """Refuse a trainId map with a value that is neither a train class (0..18) nor 255 (ignore).
+
+    Raises:
+        LabelValueError: Naming the file and the values found.
+    """
+    flat = np.asarray(arr).ravel()
+    if flat.size == 0:
+        return
+    if flat.min() < 0 or flat.max() > 255:
+        raise LabelValueError(f"{name}: trainIds must be 0..{NUM_CLASSES - 1} or {IGNORE}, found "
+                              f"{int(flat.min())}..{int(flat.max())}")
+    counts = np.bincount(flat.astype(np.uint8, copy=False), minlength=256)
+    counts[:NUM_CLASSES] = 0
+    counts[IGNORE] = 0
+    bad = np.flatnonzero(counts)
+    if bad.size:
+        raise LabelValueError(f"{name}: trainIds must be 0..{NUM_CLASSES - 1} or {IGNORE}, found "
+                              f"{', '.join(str(int(v)) for v in bad[:8])} ({int(counts.sum())} pixels)")
+
+
 def read_train_ids(frame: CityscapesFrame) -> np.ndarray:
     """Read the frame's ``trainIds``: the shipped ``labelTrainIds`` file, else converted ``labelIds``.
 
@@ -188,10 +213,12 @@ def read_train_ids(frame: CityscapesFrame) -> np.ndarray:
     Raises:
         FileNotFoundError: If neither ``*_gtFine_labelTrainIds.png`` nor ``*_gtFine_labelIds.png`` exists
             (the message names both).
+        LabelValueError: If the ``labelTrainIds`` file holds a value that is neither a train class nor 255.
     """
     fs, path = fsspec.core.url_to_fs(frame.train_ids_url)
     if fs.exists(path):
         arr = _read_single_channel(frame.train_ids_url, "labelTrainIds")
+        check_train_ids(arr, frame.train_ids_url)
         return arr.astype(np.uint8) if arr.dtype != np.uint8 else arr
     try:
         return label_ids_to_train_ids(read_label_ids(frame))

@@ -32,9 +32,9 @@ from tqdm import tqdm
 
 from evaluation.datasets import open_dataset
 from schemas.arrow import FRAME
-from schemas.manifest import join_url, open_shard
+from schemas.manifest import join_url, open_shard, resolve_shards
 from trainer.checkpoint import load_checkpoint
-from trainer.data import Augment, ShardStream
+from trainer.data import Augment, ShardStream, require_pastes
 from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict
 from trainer.models import build_model, normalize
 from trainer.training import (
@@ -279,6 +279,7 @@ def run_cached(cfg: FinetuneConfig, *, feature_batch: int = 4) -> dict[str, Any]
     fs, path = fsspec.core.url_to_fs(join_url(cfg.out, "head.pt"))
     if fs.exists(path):
         raise FileExistsError(f"{cfg.out} already holds a finetune run; choose another --out")
+    require_pastes(resolve_shards(list(cfg.shards), FRAME), cfg.allow_no_pastes)
     existed = fs.exists(fsspec.core.url_to_fs(cfg.out)[1])
     try:
         return _run_cached(cfg, log_url, feature_batch)

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -582,3 +583,21 @@ class StreamLoader:
                 self.batches += 1
                 want = (want + 1) % w
                 yield out
+
+
+def require_pastes(urls: Sequence[str], allow: bool = False) -> int:
+    """The pasted (OoD) pixels of augmented-frame shards, from their ``ood_pixels`` column; refuse a corpus
+    without any unless ``allow`` (the OoD term would never act, and the run would only look like a finetune).
+
+    Raises:
+        ValueError: Naming the shards, when they hold no pasted pixel and ``allow`` is False.
+    """
+    total = 0
+    for url in urls:
+        column = open_shard(url, FRAME).read(columns=["ood_pixels"]).column("ood_pixels")
+        total += int(pc.sum(column).as_py() or 0)
+    if total == 0 and not allow:
+        shown = ", ".join(list(urls)[:3]) + (", ..." if len(urls) > 3 else "")
+        raise ValueError(f"the shards ({shown}) hold no pasted pixel: no object was pasted into any frame, so the "
+                         "OoD term cannot train anything; rebuild the corpus, or pass --allow-no-pastes")
+    return total

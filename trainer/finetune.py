@@ -50,7 +50,7 @@ from schemas.manifest import join_url
 from schemas.storage import atomic_write
 from trainer.cached import check_cacheable, run_cached
 from trainer.checkpoint import load_checkpoint, read_checkpoint
-from trainer.data import Augment, ShardStream, StreamLoader, parse_pair
+from trainer.data import Augment, ShardStream, StreamLoader, parse_pair, require_pastes
 from trainer.distributed import (
     DistInfo,
     average_buffers,
@@ -217,6 +217,7 @@ class _Run:
         stream = ShardStream(list(cfg.shards), seed=cfg.seed, augment=Augment(cfg.scale, cfg.crop, cfg.flip),
                              shuffle_buffer=cfg.shuffle_buffer, rank=info.rank, world_size=info.world_size,
                              uneven="pad", epochs=None)
+        require_pastes(stream.urls, cfg.allow_no_pastes)
         self.loader = StreamLoader(stream, cfg.batch_size, num_workers=cfg.workers,
                                    pin_memory=device.type == "cuda")
         self.step = 0
@@ -435,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-max-frames", type=int, default=None, help="validate on at most this many frames")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default="auto", choices=AMP_MODES, help="autocast on CUDA")
+    p.add_argument("--allow-no-pastes", action="store_true",
+                   help="train even when the shards hold no pasted pixel (refused by default)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
     p.add_argument("--cache-features", action="store_true",
                    help="compute the frozen body's features once per frame and train the head on them (the same "
@@ -456,7 +459,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         shuffle_buffer=args.shuffle_buffer, workers=args.workers, seed=args.seed, save_every=args.save_every,
         log_every=args.log_every, val_shards=tuple(args.val_shards or ()), val_every=args.val_every,
         val_score=args.val_score, val_max_frames=args.val_max_frames, device=args.device, amp=args.amp,
-        resume=args.resume, progress=not args.no_progress)
+        resume=args.resume, progress=not args.no_progress, allow_no_pastes=args.allow_no_pastes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ VAL_SCORES: tuple[str, ...] = ("energy", "max_logit")
 #: training itself (they only affect logging, validation, files and the stopping point).
 RESUMABLE_CHANGES: frozenset[str] = frozenset({
     "steps", "resume", "progress", "save_every", "log_every", "val_every", "val_shards", "val_score",
-    "val_max_frames", "device", "amp", "out",
+    "val_max_frames", "device", "amp", "out", "allow_no_pastes",
 })
 
 
@@ -73,6 +73,8 @@ class FinetuneConfig:
         amp: ``auto`` (bf16 on CUDA when supported, else fp16; off on CPU), ``off``, ``bf16`` or ``fp16``.
         resume: Continue from ``out/last.pt`` when it exists.
         progress: Show a progress bar (rank 0).
+        allow_no_pastes: Train on shards without a single pasted pixel (refused by default: the OoD term would
+            never act).
     """
 
     shards: tuple[str, ...]
@@ -103,6 +105,7 @@ class FinetuneConfig:
     amp: str = "auto"
     resume: bool = False
     progress: bool = True
+    allow_no_pastes: bool = False
 
     def __post_init__(self) -> None:
         if not self.shards:

@@ -32,7 +32,7 @@ PNG (no decode, no encode). Frames with pastes are decoded twice (for placement 
 paste after alignment).
 
 Accounting: ``inputs`` (frames listed) = ``written`` (rows) + ``rejected`` (missing_label, size_mismatch,
-unreadable_image, unreadable_label); frames are never filtered. Extras: ``frames/*``, ``slots/*`` (planned =
+unreadable_image, unreadable_label, invalid_label); frames are never filtered. Extras: ``frames/*``, ``slots/*`` (planned =
 pasted + dropped by reason), ``candidates/*``, ``per_category/*`` (pasted objects) and ``pixels/ood``.
 """
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipelines import beam_io, running
 from pipelines.augment.config import REJECT_REASONS, AugmentConfig
-from pipelines.augment.graph import run
+from pipelines.augment.graph import no_paste_warning, run
 from pipelines.paste import BLEND_MODES, SLOT_PASTED, PasteConfig
 from schemas.arrow import FRAME
 from schemas.codecs import IMAGE_CODECS, decode_image, decode_png
@@ -285,7 +285,11 @@ def summary_lines(manifest: Manifest, out: str, seconds: float | None = None) ->
         lines.append(f"slots: planned {slots.get('planned', 0)} = pasted {slots.get(SLOT_PASTED, 0)}"
                      + (f" + dropped ({dropped})" if dropped else ""))
     lines.append(beam_io.accounting_line(counts))
+    warning = no_paste_warning(manifest)
+    if warning:
+        lines.append(warning)
     return "\n".join(lines)
+
 
 
 if __name__ == "__main__":

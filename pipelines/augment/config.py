@@ -13,7 +13,9 @@ from style_transfer.registry import AlignerSpec
 STAGE = "augment"
 """Stage name recorded in reject records."""
 
-REJECT_REASONS: tuple[str, ...] = ("missing_label", "size_mismatch", "unreadable_image", "unreadable_label")
+REJECT_REASONS: tuple[str, ...] = (
+    "missing_label", "size_mismatch", "unreadable_image", "unreadable_label", "invalid_label",
+)
 """Why a frame could not be used (written to the rejects file)."""
 
 CLEAN = "clean"

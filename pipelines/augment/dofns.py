@@ -31,7 +31,7 @@ from pipelines.paste import (
     tighten,
 )
 from schemas.arrow import OBJECT_BANK
-from schemas.cityscapes import CityscapesFrame, read_label_ids, read_train_ids
+from schemas.cityscapes import CityscapesFrame, LabelValueError, read_label_ids, read_train_ids
 from schemas.codecs import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_png, encode_image, encode_png, read_rgb
 from schemas.manifest import open_shard
 from schemas.rng import rng_for
@@ -121,6 +121,9 @@ class ReadFrameFn(beam.DoFn):
                 label_ids = read_label_ids(frame) if _exists(frame.label_ids_url) else None
             except FileNotFoundError as err:
                 yield from reject("missing_label", str(err))
+                return
+            except LabelValueError as err:
+                yield from reject("invalid_label", str(err))
                 return
             except (ImageDecodeError, ValueError) as err:
                 yield from reject("unreadable_label", str(err))
@@ -336,6 +339,8 @@ def _row(cfg: AugmentConfig, job: FrameJob, image: bytes, label: bytes, ood: int
 
 def _clean_image(cfg: AugmentConfig, job: FrameJob, rgb: np.ndarray | None = None) -> bytes:
     if cfg.image_codec == "png" and job.passthrough:
+        if rgb is None:  # bytes written unchanged are decoded once first: a valid CRC does not mean a whole stream
+            read_rgb(job.image, name=job.frame.image_url)
         return job.image
     if rgb is None:
         rgb = read_rgb(job.image, name=job.frame.image_url)

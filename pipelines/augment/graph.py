@@ -3,6 +3,7 @@ under ``RunInference``, the paste and the deterministic shard writer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from pipelines.augment.dofns import (
 )
 from schemas.arrow import FRAME, OBJECT_BANK
 from schemas.cityscapes import CityscapesFrame, list_frames
-from schemas.manifest import read_manifest, resolve_shards
+from schemas.manifest import Manifest, read_manifest, resolve_shards
 from style_transfer.beam import AlignerModelHandler
 
 # -------------------------------------------------------------------------------------------------- graph
@@ -41,6 +42,8 @@ def make_handler(cfg: AugmentConfig):
     """
     return AlignerModelHandler(cfg.aligner_run, device=cfg.device, batch_shape="group",
                                max_batch_size=cfg.align_batch_size)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -180,4 +183,18 @@ def run(cfg: AugmentConfig, options: beam.options.pipeline_options.PipelineOptio
     except BaseException:
         folder.discard()
         raise
+    warning = no_paste_warning(manifest)
+    if warning:
+        log.warning(warning)
     return manifest
+
+
+def no_paste_warning(manifest: Manifest) -> str | None:
+    """A loud warning when a run wrote frames but pasted no object into any (an empty bank, ``paste_prob`` 0,
+    every slot dropped): such a corpus cannot teach anything about anomalies."""
+    counts = manifest.counts
+    if manifest.rows and not counts.get("frames", {}).get("with_objects", 0):
+        return (f"WARNING: no object was pasted into any of the {manifest.rows} frames (the bank is empty, "
+                "paste_prob is 0 or every slot was dropped); finetuning on this corpus refuses to start "
+                "without --allow-no-pastes")
+    return None

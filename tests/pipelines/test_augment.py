@@ -346,3 +346,42 @@ def test_cuda_alignment_keeps_the_placements(world, tmp_path):
         assert [o["object_id"] for o in row["objects"]] == [o["object_id"] for o in other["objects"]]
         diff = np.abs(decode_image(row["image"]).astype(int) - decode_image(other["image"]))
         assert diff.mean() < 1.0
+
+
+def _cut_idat(png: bytes, keep: float) -> bytes:
+    """The PNG with its image data cut to ``keep`` of its length, every chunk CRC recomputed (passes a CRC check)."""
+    import struct
+    import zlib
+
+    out, pos = [png[:8]], 8
+    while pos < len(png):
+        (n,) = struct.unpack(">I", png[pos:pos + 4])
+        kind, data = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + n]
+        if kind == b"IDAT":
+            data = data[: int(len(data) * keep)]
+        out.append(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)))
+        pos += 12 + n
+    return b"".join(out)
+
+
+def test_copied_frames_are_decoded_labels_checked_and_an_empty_run_warns(world, tmp_path, caplog):
+    city = tmp_path / "city"
+    _copy_tree(world / "cityscapes", city)
+    images = sorted((city / "leftImg8bit" / "train").glob("*/*.png"))
+    images[0].write_bytes(_cut_idat(images[0].read_bytes(), 0.4))  # CRCs fine, zlib stream cut
+    train_ids = Path(str(images[1]).replace("leftImg8bit/", "gtFine/").replace(
+        "_leftImg8bit.png", "_gtFine_labelTrainIds.png"))
+    bad = read_label(str(train_ids)).copy()
+    bad[0, :5] = 77
+    train_ids.write_bytes(encode_png(bad))
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        man = augment.run(_cfg(world, out, cityscapes=str(city), paste_prob=0.0), _options(1))
+    assert man.counts["rejected"] == {"unreadable_image": 1, "invalid_label": 1}
+    lines = {json.loads(line)["reason"]: json.loads(line)["detail"] for line in
+             (out / "_rejects.jsonl").read_text().splitlines()}
+    assert "77" in lines["invalid_label"] and str(train_ids) in lines["invalid_label"]
+    for row in _rows(out):  # every row written decodes
+        assert decode_image(row["image"]).shape == (64, 128, 3)
+    assert any("no object was pasted" in r.getMessage() for r in caplog.records)
+    assert "no object was pasted" in augment.summary_lines(man, str(out))

@@ -12,6 +12,7 @@ import torch
 
 from stylepaste import cli
 from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.cached import run_cached
 from trainer.finetune import FinetuneConfig, run
 from trainer.models import build_model
 from trainer.training import NonFiniteError, optimizer_step
@@ -62,3 +63,24 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path: Path, capsys):
     proc = subprocess.run([sys.executable, "-m", "stylepaste", *args, "--log-level", "debug"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
+
+
+def test_finetune_refuses_a_corpus_without_a_pasted_pixel(tmp_path: Path, small_checkpoint: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trainer_fixtures import write_frame_shards
+
+    shards = write_frame_shards(tmp_path / "shards", shards=1, rows=4)
+    path = next(shards.glob("*.parquet"))
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("ood_pixels")
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array([0] * table.num_rows, pa.int64())), path)  # as if nothing was pasted
+    kw = dict(shards=(str(shards),), checkpoint=small_checkpoint, arch="small", steps=1, batch_size=2, workers=0,
+              progress=False, flip=False)
+    with pytest.raises(ValueError, match="hold no pasted pixel.*--allow-no-pastes"):
+        run(FinetuneConfig(out=str(tmp_path / "a"), **kw))
+    with pytest.raises(ValueError, match="hold no pasted pixel"):
+        run_cached(FinetuneConfig(out=str(tmp_path / "b"), **kw))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert run(FinetuneConfig(out=str(tmp_path / "c"), allow_no_pastes=True, **kw))["step"] == 1
