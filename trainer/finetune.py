@@ -34,19 +34,22 @@ import argparse
 import io
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from evaluation.loop import LogitsEvaluator
 from schemas.labels import IGNORE, NUM_CLASSES, OOD
-from schemas.manifest import join_url
+from schemas.arrow import FRAME
+from schemas.manifest import join_url, resolve_shards
 from schemas.storage import atomic_write
 from trainer.cached import check_cacheable, run_cached
 from trainer.checkpoint import load_checkpoint, read_checkpoint
@@ -145,10 +148,26 @@ def evaluate_pasted_ap(model: torch.nn.Module, urls: Sequence[str], *, score: st
 # ------------------------------------------------------------------------------------------- training
 
 
-def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, url: str) -> None:
+def shard_identity(urls: Sequence[str]) -> list[str]:
+    """What the shards of a run are, independent of how they were typed: every resolved shard URL, local paths
+    made absolute with links resolved (``runs/aug`` and ``/work/runs/aug/`` are the same shards)."""
+    out = []
+    for url in resolve_shards(list(urls), FRAME):
+        fs, path = fsspec.core.url_to_fs(url)
+        out.append(os.path.realpath(path) if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path))
+    return out
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, url: str,
+                         saved_shards: list[str] | None = None) -> None:
+    """Refuse a resume whose settings differ from the saved run's (beyond :data:`RESUMABLE_CHANGES`). The shards
+    are compared by :func:`shard_identity` when the saved state records it, else as typed."""
     mine = cfg.to_json()
+    same_shards = saved_shards is not None and saved_shards == shard_identity(cfg.shards)
     diffs = [f"{k}: saved {saved.get(k)!r}, now {mine[k]!r}" for k in mine
-             if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+             if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k] and not (k == "shards" and same_shards)]
+    if saved_shards is not None and not same_shards and not any(d.startswith("shards:") for d in diffs):
+        diffs.append("shards: the same URLs now name other shard files")
     if diffs:
         raise ValueError(f"cannot resume from {url}: settings differ ({'; '.join(diffs)}); only "
                          f"{sorted(RESUMABLE_CHANGES)} may change")
@@ -218,6 +237,7 @@ class _Run:
                              shuffle_buffer=cfg.shuffle_buffer, rank=info.rank, world_size=info.world_size,
                              uneven="pad", epochs=None)
         require_pastes(stream.urls, cfg.allow_no_pastes)
+        self.shard_ids = shard_identity(cfg.shards)
         self.loader = StreamLoader(stream, cfg.batch_size, num_workers=cfg.workers,
                                    pin_memory=device.type == "cuda")
         self.step = 0
@@ -241,7 +261,8 @@ class _Run:
         state = read_checkpoint(url)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"{url} is not a {STATE_FORMAT} resume file")
-        _check_resume_config(json.loads(state["config"]), cfg, url)
+        saved_shards = json.loads(state["shard_identity"]) if state.get("shard_identity") else None
+        _check_resume_config(json.loads(state["config"]), cfg, url, saved_shards)
         if len(state["stream"]) != info.world_size:
             raise ValueError(f"cannot resume from {url}: it was written by {len(state['stream'])} ranks, "
                              f"this run has {info.world_size}")
@@ -264,6 +285,7 @@ class _Run:
             "format": STATE_FORMAT,
             "step": self.step,
             "config": json.dumps(cfg.to_json()),
+            "shard_identity": json.dumps(self.shard_ids),
             "head_name": cfg.head,
             "head": head_state_dict(self.model, cfg.head),
             "optimizer": self.optimizer.state_dict(),

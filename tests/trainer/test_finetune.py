@@ -52,7 +52,16 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(shard_dir: Path,
         run(_cfg(shard_dir, small_checkpoint, tmp_path / "cut"))
     with pytest.raises(ValueError, match="batch_size"):
         run(_cfg(shard_dir, small_checkpoint, tmp_path / "cut", resume=True, batch_size=3))
-    resumed = run(_cfg(shard_dir, small_checkpoint, tmp_path / "cut", resume=True))
+    other = write_frame_shards(tmp_path / "other", seed=9)
+    with pytest.raises(ValueError, match="shards"):
+        run(_cfg(other, small_checkpoint, tmp_path / "cut", resume=True))
+    # the same shards typed another way (relative to the working folder, trailing slash) resume
+    cwd = os.getcwd()
+    os.chdir(shard_dir.parent)
+    try:
+        resumed = run(_cfg(Path(shard_dir.name), small_checkpoint, tmp_path / "cut", resume=True))
+    finally:
+        os.chdir(cwd)
     assert resumed["step"] == 6
     assert resumed["head_sha256"] == full["head_sha256"]
     a = read_checkpoint(str(tmp_path / "full" / "head.pt"))["state_dict"]
