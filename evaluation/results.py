@@ -45,6 +45,7 @@ class EvaluateConfig:
             (1 = exact; 0 = not at all).
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: Show progress bars.
+        overwrite: Replace a previous report in ``out`` (only a folder holding ``results.json``, or an empty one).
     """
 
     models: tuple[ModelSpec, ...]
@@ -61,6 +62,7 @@ class EvaluateConfig:
     false_alarm_stride: int = 16
     device: str = "auto"
     progress: bool = True
+    overwrite: bool = False
 
 
 @dataclass

@@ -162,9 +162,13 @@ def _mv(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
     fs.mv(src, dst, recursive=True)
 
 
-def commit_replace(out_url: str, work_url: str, new_names: Sequence[str], manifest_text: str) -> None:
+def commit_replace(out_url: str, work_url: str, new_names: Sequence[str], manifest_text: str, *,
+                   marker: str = MANIFEST_NAME) -> None:
     """Replace the contents of ``out_url`` (all but ``_temporary``) by the files ``new_names`` of ``work_url``
     and the manifest ``manifest_text``, with the journal of the module docstring.
+
+    ``marker`` names the file written last (the commit point): ``_manifest.json`` for shard folders, the results
+    table for an evaluation report.
 
     Raises:
         Exception: Whatever the filesystem raises; the old contents are restored before it propagates (and
@@ -177,18 +181,18 @@ def commit_replace(out_url: str, work_url: str, new_names: Sequence[str], manife
     journal = posixpath.join(tmp, run + JOURNAL_SUFFIX)
     aside = posixpath.join(tmp, run + ASIDE_SUFFIX)
     old = [n for n in _names(fs, out) if n != WORK_DIR]
-    record = {"version": 1, "run": run, "old": old, "new": list(new_names),
+    record = {"version": 1, "run": run, "old": old, "new": list(new_names), "marker": marker,
               "manifest_sha256": hashlib.sha256(manifest_text.encode("utf-8")).hexdigest(),
               "owner": asdict(Owner.me())}
     atomic_write(_url(fs, journal), json.dumps(record).encode("utf-8"))
     try:
         if old:
             fs.makedirs(aside, exist_ok=True)
-            for name in sorted(old, key=lambda n: n != MANIFEST_NAME):  # the manifest first
+            for name in sorted(old, key=lambda n: n != marker):  # the marker first
                 _mv(fs, posixpath.join(out, name), posixpath.join(aside, name))
         for name in new_names:
             _mv(fs, posixpath.join(work, name), posixpath.join(out, name))
-        atomic_write(_url(fs, posixpath.join(out, MANIFEST_NAME)), manifest_text.encode("utf-8"))
+        atomic_write(_url(fs, posixpath.join(out, marker)), manifest_text.encode("utf-8"))
     except BaseException:
         _roll_back(fs, out, record)
         raise
@@ -220,12 +224,13 @@ def _roll_back(fs: fsspec.AbstractFileSystem, out: str, record: dict[str, Any]) 
     """Undo a commit that did not reach its manifest: new files out, old entries back (manifest last)."""
     tmp = posixpath.join(out, WORK_DIR)
     aside = posixpath.join(tmp, record["run"] + ASIDE_SUFFIX)
+    marker = record.get("marker", MANIFEST_NAME)
     in_aside = set(_names(fs, aside))
     if set(record["old"]) <= in_aside:
         # every old entry was set aside before any new file moved in: what is in the folder now is new
-        for name in [*record["new"], MANIFEST_NAME]:
+        for name in [*record["new"], marker]:
             _rm(fs, posixpath.join(out, name))
-    for name in sorted(in_aside, key=lambda n: n == MANIFEST_NAME):  # the manifest last
+    for name in sorted(in_aside, key=lambda n: n == marker):  # the marker last
         _mv(fs, posixpath.join(aside, name), posixpath.join(out, name))
     _rm(fs, aside)
     _rm(fs, posixpath.join(tmp, record["run"]))
@@ -242,9 +247,9 @@ def remove_if_empty(fs: fsspec.AbstractFileSystem, path: str) -> None:
         pass
 
 
-def _manifest_sha(fs: fsspec.AbstractFileSystem, out: str) -> str | None:
+def _marker_sha(fs: fsspec.AbstractFileSystem, out: str, marker: str) -> str | None:
     try:
-        with fs.open(posixpath.join(out, MANIFEST_NAME), "rb") as f:
+        with fs.open(posixpath.join(out, marker), "rb") as f:
             return hashlib.sha256(f.read()).hexdigest()
     except FileNotFoundError:
         return None
@@ -276,7 +281,7 @@ def recover(out_url: str, *, keep: str | None = None) -> list[str]:
         owner = _owner_of(record.get("owner"))
         if record["run"] == keep or (owner is not None and owner.alive()):
             continue
-        if _manifest_sha(fs, out) == record["manifest_sha256"]:
+        if _marker_sha(fs, out, record.get("marker", MANIFEST_NAME)) == record["manifest_sha256"]:
             _finish(fs, out, record)
             done.append(f"{out_url}: finished the interrupted commit of run {record['run']} (its manifest was written)")
         else:

@@ -214,7 +214,7 @@ def run(cfg: DemoConfig) -> dict:
                 ModelSpec("base", cfg.checkpoint, "small", BASE_SCORES)),
         datasets=(("synthetic", str(wdir)), ("cityscapes_val", str(wdir / "cityscapes"))),
         out=str(rdir), base_label="base", sml_train=str(wdir / "cityscapes"), sml_frames=min(100, w.train),
-        overlays=cfg.overlays, progress=cfg.progress)
+        overlays=cfg.overlays, progress=cfg.progress, overwrite=True)
     result = evaluate(ecfg)
     st.done("evaluate", t)
 

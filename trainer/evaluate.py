@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import posixpath
 import sys
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, replace
 
+import fsspec
 import numpy as np
 import torch
 
@@ -26,10 +28,16 @@ from evaluation.report import markdown_table
 from evaluation.results import EvaluateConfig, EvaluationResult, ModelSpec
 from evaluation.scores import ALL_SCORES
 from schemas.labels import NUM_CLASSES
+from schemas.manifest import join_url
 from schemas.runtime import resolve_device
+from schemas.storage import (
+    OWNER_NAME, WORK_DIR, atomic_write, commit_replace, new_run_id, recover, remove_if_empty, write_owner,
+)
 from trainer.checkpoint import checkpoint_info, load_checkpoint
 from trainer.models import build_model, normalize
 
+
+log = logging.getLogger(__name__)
 
 def load_model(spec: ModelSpec, device: torch.device) -> torch.nn.Module:
     """Build ``spec``'s architecture, load its checkpoint strictly and put it in eval mode."""
@@ -67,15 +75,74 @@ def built_model(spec: ModelSpec, device: torch.device) -> BuiltModel:
                       num_classes=getattr(model, "num_classes", NUM_CLASSES))
 
 
+RESULTS_NAME = "results.json"
+"""The report file written last: a folder holding it is a complete ``stylepaste evaluate`` report."""
+
+
 def evaluate(cfg: EvaluateConfig) -> EvaluationResult:
     """Load every model of ``cfg`` from its checkpoint, run :func:`evaluation.loop.evaluate` and write the report.
 
+    The report is written into ``<out>/_temporary/<run id>/`` and committed into ``out`` at the end
+    (:func:`schemas.storage.commit_replace`, ``results.json`` last), so a failed run leaves no partial report and
+    an interrupted one is repaired by the next run. ``out`` must be empty, or hold a previous report and
+    ``cfg.overwrite`` be set.
+
     Raises:
         ValueError: For unknown scores or datasets, or ``sml`` without ``sml_train``.
+        FileExistsError: For a non-empty ``out`` without ``overwrite``, or one that holds no report.
     """
     loop.check_config(cfg)
     device = resolve_device(cfg.device)
-    return loop.evaluate(cfg, lambda spec: built_model(spec, device))
+    work, created = _begin_report(cfg)
+    try:
+        result = loop.evaluate(replace(cfg, out=work), lambda spec: built_model(spec, device))
+        atomic_write(join_url(work, "config.json"), json.dumps(asdict(cfg), indent=2).encode("utf-8"))
+        fs, wpath = fsspec.core.url_to_fs(work)
+        names = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(wpath, detail=False))
+        with fs.open(posixpath.join(wpath, RESULTS_NAME), "rb") as f:
+            text = f.read().decode("utf-8")
+        fs.rm(posixpath.join(wpath, RESULTS_NAME))
+        commit_replace(cfg.out, work, [n for n in names if n not in (RESULTS_NAME, OWNER_NAME)], text,
+                       marker=RESULTS_NAME)
+    except BaseException:
+        _discard_report(cfg.out, work, created)
+        raise
+    result.files = [f.replace(work, cfg.out.rstrip("/"), 1) for f in result.files]
+    return result
+
+
+def _begin_report(cfg: EvaluateConfig) -> tuple[str, bool]:
+    """Check ``cfg.out`` (see :func:`evaluate`), repair what dead runs left there and make this run's work
+    folder. Returns the work folder URL and whether ``out`` was created."""
+    fs, out = fsspec.core.url_to_fs(cfg.out)
+    if fs.exists(out) and not fs.isdir(out):
+        raise FileExistsError(f"output {cfg.out} is a file, not a folder")
+    for line in recover(cfg.out):
+        log.warning(line)
+    names = [posixpath.basename(p.rstrip("/")) for p in (fs.ls(out, detail=False) if fs.exists(out) else [])]
+    names = sorted(n for n in names if n != WORK_DIR)
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    if names and not cfg.overwrite:
+        raise FileExistsError(f"output folder {cfg.out} is not empty ({shown}); pass --overwrite to replace a "
+                              "previous report")
+    if names and RESULTS_NAME not in names:
+        raise FileExistsError(f"output folder {cfg.out} holds {shown} but no {RESULTS_NAME}: it is not a "
+                              "stylepaste evaluate report, and --overwrite replaces only those (or an empty folder)")
+    created = not fs.exists(out)
+    work = join_url(cfg.out, WORK_DIR, new_run_id())
+    fs.makedirs(fsspec.core.url_to_fs(work)[1], exist_ok=True)
+    write_owner(work)
+    return work, created
+
+
+def _discard_report(out_url: str, work: str, created: bool) -> None:
+    fs, wpath = fsspec.core.url_to_fs(work)
+    _, out = fsspec.core.url_to_fs(out_url)
+    if fs.exists(wpath):
+        fs.rm(wpath, recursive=True)
+    remove_if_empty(fs, posixpath.join(out, WORK_DIR))
+    if created:
+        remove_if_empty(fs, out)
 
 
 def parse_dataset(text: str) -> tuple[str, str]:
@@ -140,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (empty, or a previous report with --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous report in --out (a folder without results.json is never replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -158,7 +227,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         sml_train=args.sml_train, sml_frames=args.sml_frames, smooth_sigma=args.smooth_sigma,
         overlays=args.overlays, overlay_score=args.overlay_score, max_frames=args.max_frames,
         fpr_mode=args.fpr_mode, false_alarm_stride=args.false_alarm_stride, device=args.device,
-        progress=not args.no_progress,
+        progress=not args.no_progress, overwrite=args.overwrite,
     )
 
 
@@ -171,7 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(cfg)
     print(markdown_table(result))
     print(f"\nwrote {len(result.files)} files to {cfg.out} in {result.seconds:.1f} s")
-    (Path(cfg.out) / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return 0
 
 

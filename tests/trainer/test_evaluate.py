@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +115,38 @@ def test_sml_without_training_split_is_a_clear_error(tiny_world, checkpoints, tm
                          datasets=(("synthetic", str(tiny_world)),), out=str(tmp_path), progress=False)
     with pytest.raises(ValueError, match="--sml-train"):
         evaluate(cfg)
+
+
+def test_report_folder_overwrite_rules_and_no_partial_report(tmp_path, monkeypatch):
+    from evaluation import loop as eval_loop
+    from trainer.evaluate import _begin_report, _discard_report
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    cfg = EvaluateConfig(models=(ModelSpec("m", "x.pt", "small", ("energy",)),), datasets=(("synthetic", "x"),),
+                         out=str(precious), overwrite=True)
+    with pytest.raises(FileExistsError, match="no results.json"):
+        _begin_report(cfg)
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "results.json").write_text("{}")
+    (report / "old_curve.png").write_text("old")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        _begin_report(dataclasses.replace(cfg, out=str(report), overwrite=False))
+
+    # a run that fails half way leaves the previous report exactly as it was
+    def boom(cfg, load):
+        (Path(cfg.out) / "curves").mkdir()
+        (Path(cfg.out) / "curves" / "half.png").write_text("partial")
+        raise RuntimeError("killed half way")
+
+    monkeypatch.setattr(eval_loop, "evaluate", boom)
+    with pytest.raises(RuntimeError, match="half way"):
+        evaluate(dataclasses.replace(cfg, out=str(report)))
+    assert sorted(p.name for p in report.iterdir()) == ["old_curve.png", "results.json"]
+    work, created = _begin_report(dataclasses.replace(cfg, out=str(tmp_path / "fresh")))
+    _discard_report(str(tmp_path / "fresh"), work, created)
+    assert not (tmp_path / "fresh").exists()
