@@ -155,7 +155,7 @@ class BankOutputs(NamedTuple):
     shards: beam.PCollection
 
 
-class GroupImagesFn(beam.DoFn):
+class GroupImagesFn(running.WorkerDoFn):
     """Annotation JSON URL -> one ``{"image", "annotations"}`` task per image; grouping rejects and the input
     count on the side outputs."""
 
@@ -173,7 +173,7 @@ class GroupImagesFn(beam.DoFn):
         yield from tasks
 
 
-class CutObjectsFn(beam.DoFn):
+class CutObjectsFn(running.WorkerDoFn):
     """One image task -> object-bank rows (main output), rejects and counts (side outputs).
 
     Args:
@@ -188,6 +188,7 @@ class CutObjectsFn(beam.DoFn):
         self._threads = False
 
     def setup(self) -> None:
+        super().setup()
         self._threads = acquire_torch_threads(1)
         self._stats = image_style_stats
 

@@ -56,6 +56,7 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 from fsspec.implementations.local import LocalFileSystem
 
+from pipelines import running
 from schemas.arrow import ShardKind, table_from_rows
 from schemas.manifest import (
     MANIFEST_NAME, REJECTS_NAME, Manifest, ShardInfo, join_url, open_shard, read_manifest, shard_info,
@@ -287,7 +288,7 @@ def sort_shard_rows(rows: Iterable[Mapping[str, Any]], key_fn: Callable[[Mapping
     return [r for _, r in keyed]
 
 
-class _WriteShardFn(beam.DoFn):
+class _WriteShardFn(running.WorkerDoFn):
     def __init__(self, kind: ShardKind, work_url: str, num_shards: int, key: str | Callable,
                  row_group_rows: int, compression: str, prefix: str) -> None:
         self._kind = kind

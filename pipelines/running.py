@@ -10,6 +10,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
+from schemas.runtime import exit_with_driver, mark_driver
+
 RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 
 def add_beam_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +77,16 @@ def run_to_completion(pipeline: beam.Pipeline) -> None:
     Raises:
         RuntimeError: If it ends in any state other than DONE (runner exceptions propagate as they are).
     """
+    mark_driver()  # worker processes end when this process dies (WorkerDoFn)
     result = pipeline.run()
     state = result.wait_until_finish()
     if state is not None and state != PipelineState.DONE:
         raise RuntimeError(f"pipeline finished in state {state}, not DONE")
+
+
+class WorkerDoFn(beam.DoFn):
+    """A ``DoFn`` whose worker process ends when the driver dies (:func:`schemas.runtime.exit_with_driver`): the
+    base of every DoFn of the pipelines. Subclasses that define ``setup`` call ``super().setup()``."""
+
+    def setup(self) -> None:
+        exit_with_driver()

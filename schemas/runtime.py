@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
+import time
 
 import torch
 
@@ -100,3 +102,83 @@ def release_torch_threads(taken: bool = True) -> None:
         if _USERS == 0 and _SAVED is not None:
             torch.set_num_threads(_SAVED)
             _SAVED = None
+
+
+_WATCHDOG: threading.Thread | None = None
+_SHELLS = {"sh", "bash", "dash", "zsh"}
+
+DRIVER_ENV = "STYLEPASTE_DRIVER_PID"
+"""Environment variable through which a pipeline's driver tells its worker processes its process id."""
+
+
+def mark_driver() -> None:
+    """Record this process as the driver of the workers it starts from now on (:data:`DRIVER_ENV`)."""
+    os.environ[DRIVER_ENV] = str(os.getpid())
+
+
+def _parent_of(pid: int) -> int | None:
+    """Parent pid of ``pid`` from ``/proc`` (Linux), or ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _name_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_beam_worker() -> bool:
+    """Whether this process is a Beam SDK worker started by a local runner (``multi_processing`` mode), not the
+    driver: such a worker runs ``apache_beam.runners.worker.sdk_worker_main``."""
+    return "sdk_worker_main" in (sys.argv[0] if sys.argv else "") and "CONTROL_API_SERVICE_DESCRIPTOR" in os.environ
+
+
+def exit_with_driver(poll: float = 1.0) -> bool:
+    """In a Beam worker process, start (once) a daemon thread that ends the process when its driver dies, so that
+    killing ``stylepaste augment`` never leaves workers running. The driver is the process that called
+    :func:`mark_driver` before starting the pipeline, else the nearest ancestor that is not a shell (local runners
+    start workers through ``sh -c``). Does nothing in the driver itself.
+
+    Returns:
+        Whether the watchdog runs in this process.
+    """
+    global _WATCHDOG
+    if not is_beam_worker():
+        return False
+    with _LOCK:
+        if _WATCHDOG is not None:
+            return True
+        marked = os.environ.get(DRIVER_ENV, "")
+        driver = int(marked) if marked.isdigit() and int(marked) != os.getpid() else os.getppid()
+        while not marked and _name_of(driver) in _SHELLS:
+            up = _parent_of(driver)
+            if up is None or up <= 1:
+                break
+            driver = up
+        original_parent = os.getppid()
+
+        def watch() -> None:
+            while True:
+                time.sleep(poll)
+                if not _alive(driver) or (not marked and os.getppid() != original_parent):
+                    os._exit(1)
+
+        _WATCHDOG = threading.Thread(target=watch, name="exit-with-driver", daemon=True)
+        _WATCHDOG.start()
+    return True

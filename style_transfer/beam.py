@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from apache_beam.ml.inference.base import ModelHandler
 from torch import nn
 
-from schemas.runtime import acquire_torch_threads, check_device_name, resolve_device
+from schemas.runtime import acquire_torch_threads, check_device_name, exit_with_driver, resolve_device
 from style_transfer.aligners import DEFAULT_ALIGNER, Aligner
 from style_transfer.registry import AlignerSpec
 from style_transfer.stats import NUM_STATS, style_stats
@@ -180,6 +180,7 @@ class AlignerModelHandler(ModelHandler[tuple[Any, AlignRequest], tuple[Any, np.n
     def load_model(self) -> nn.Module:
         """Build the aligner on this worker's device (called once per worker process by RunInference)."""
         acquire_torch_threads(self.num_threads)  # held for the worker's life
+        exit_with_driver()
         device = resolve_device(self.device)
         model = self.spec.build()
         return model.to(device).eval()

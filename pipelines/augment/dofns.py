@@ -16,7 +16,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from PIL import Image
 
-from pipelines import beam_io
+from pipelines import beam_io, running
 from pipelines.augment.config import ALIGN, CLEAN, STAGE, TIME_NAMESPACE, BANK_COLUMNS, AugmentConfig
 from pipelines.augment.elements import BankObject, FrameJob, PlacedFrame, frame_element
 from pipelines.paste import (
@@ -94,7 +94,7 @@ def inspect_image(data: bytes, name: str) -> tuple[int, int, bool]:
     return h, w, fmt == "PNG" and mode == "RGB"
 
 
-class ReadFrameFn(beam.DoFn):
+class ReadFrameFn(running.WorkerDoFn):
     """Frame record -> ``(frame, image bytes, (h, w, passthrough), trainIds, labelIds|None)``; rejects."""
 
     def process(self, frame: CityscapesFrame) -> Iterable[Any]:
@@ -137,7 +137,7 @@ class ReadFrameFn(beam.DoFn):
         yield frame, data, (h, w, passthrough), train_ids, label_ids, source
 
 
-class PlanFrameFn(beam.DoFn):
+class PlanFrameFn(running.WorkerDoFn):
     """Draw the frame's plan; frames without pastes go to the ``clean`` output, the others are keyed by id."""
 
     def __init__(self, cfg: AugmentConfig) -> None:
@@ -189,7 +189,7 @@ def index_arrays(pairs: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarr
     return ids, cats
 
 
-class ReadBankObjectsFn(beam.DoFn):
+class ReadBankObjectsFn(running.WorkerDoFn):
     """Bank shard URL -> ``(object_id, BankObject)`` for the objects some plan asked for.
 
     Row groups none of whose ids is wanted are skipped after reading only their ``object_id`` column.
@@ -240,7 +240,7 @@ def noise_seed(seed: int, frame_id: str, slot: int, candidate: int) -> int:
     return int(rng_for(seed, ("noise", frame_id, slot, candidate)).integers(2**62))
 
 
-class _RegroupedFrameFn(beam.DoFn):
+class _RegroupedFrameFn(running.WorkerDoFn):
     """A DoFn over one regrouped frame: sets the worker's torch threads once and checks the regroup's shape."""
 
     def __init__(self, cfg: AugmentConfig) -> None:
@@ -249,6 +249,7 @@ class _RegroupedFrameFn(beam.DoFn):
         self._threads = False
 
     def setup(self) -> None:
+        super().setup()
         self._threads = acquire_torch_threads(self._cfg.torch_threads, launcher=self._launcher)
 
     def teardown(self) -> None:
@@ -347,7 +348,7 @@ def _clean_image(cfg: AugmentConfig, job: FrameJob, rgb: np.ndarray | None = Non
     return encode_image(rgb, cfg.image_codec, quality=cfg.image_quality, compress_level=cfg.png_level)
 
 
-class EncodeCleanFn(beam.DoFn):
+class EncodeCleanFn(running.WorkerDoFn):
     """A frame without pastes -> its FRAME row (source PNG bytes unchanged when possible)."""
 
     def __init__(self, cfg: AugmentConfig) -> None:
