@@ -51,7 +51,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from schemas.arrow import FRAME
 from schemas.codecs import decode_image, decode_png
-from schemas.labels import IGNORE
+from schemas.labels import IGNORE, NUM_CLASSES, OOD
 from schemas.manifest import open_shard, resolve_shards
 from schemas.rng import rng_for, stable_hash
 
@@ -470,6 +470,12 @@ class ShardStream(IterableDataset):
             raise ValueError(f"{where}: label must be a uint8 (H, W) PNG, got {label.dtype} {label.shape}")
         if label.shape != image.shape[:2]:
             raise ValueError(f"{where}: image {image.shape[:2]} and label {label.shape} sizes differ")
+        counts = np.bincount(label.ravel(), minlength=256)
+        counts[:NUM_CLASSES] = counts[OOD] = counts[IGNORE] = 0
+        if counts.any():
+            bad = np.flatnonzero(counts)
+            raise ValueError(f"{where}: label values must be 0..{NUM_CLASSES - 1}, {OOD} (pasted) or {IGNORE}; found "
+                             f"{', '.join(str(int(v)) for v in bad[:8])} ({int(counts.sum())} pixels)")
         if self.augment != NO_AUGMENT:
             rng = rng_for(self.seed, ("augment", int(epoch), frame_id, unit.shard, unit.first_row + row))
             image, label = augment_frame(image, label, rng, self.augment)

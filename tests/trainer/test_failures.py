@@ -84,3 +84,56 @@ def test_finetune_refuses_a_corpus_without_a_pasted_pixel(tmp_path: Path, small_
         run_cached(FinetuneConfig(out=str(tmp_path / "b"), **kw))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert run(FinetuneConfig(out=str(tmp_path / "c"), allow_no_pastes=True, **kw))["step"] == 1
+
+
+def test_a_label_value_outside_the_classes_names_its_frame(tmp_path: Path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from schemas.codecs import encode_png
+    from trainer.data import ShardStream
+    from trainer_fixtures import write_frame_shards
+
+    shards = write_frame_shards(tmp_path / "shards", shards=1, rows=2)
+    path = next(shards.glob("*.parquet"))
+    table = pq.read_table(path)
+    label = np.zeros((16, 32), np.uint8)
+    label[0, 0] = 77
+    labels = table.column("label").to_pylist()
+    labels[1] = encode_png(label)
+    i = table.schema.get_field_index("label")
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(labels, pa.binary())), path)
+    stream = ShardStream([str(shards)], shuffle_buffer=0, rank=0, world_size=1, epochs=1)
+    with pytest.raises(ValueError, match=r"row 1 \(fcity_000000_000001\): label values must be .* found 77"):
+        list(stream)
+
+
+def test_non_finite_logits_stop_the_evaluation_naming_the_frame():
+    from evaluation.datasets import Sample
+    from evaluation.loop import _finite
+    from evaluation.results import ModelSpec
+
+    logits = torch.zeros(1, 19, 4, 4)
+    sample = Sample("frame_7", None, None, "img.png", "label.png")
+    assert _finite(logits, ModelSpec("m", "x", "small", ("energy",)), "synthetic", sample) is logits
+    logits[0, 3, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="model 'm' gives 1 non-finite logits on synthetic frame frame_7"):
+        _finite(logits, ModelSpec("m", "x", "small", ("energy",)), "synthetic", sample)
+
+
+def test_a_worker_error_sent_back_as_text_reads_as_its_original_line():
+    from schemas.errors import user_error_message
+
+    wrapped = RuntimeError("Pipeline failed:\nTraceback (most recent call last):\n  File \"x.py\", line 3\n"
+                           "schemas.arrow.SchemaMismatchError: bank/shard-0.parquet: expected object_bank v1, "
+                           "found v2 [while running 'ReadBank']\n")
+    assert user_error_message(wrapped).startswith("bank/shard-0.parquet: expected object_bank v1")
+    assert user_error_message(RuntimeError("a bug")) is None
+    try:
+        try:
+            raise FileNotFoundError("coco/annotations.json not found")
+        except FileNotFoundError as err:
+            raise RuntimeError("stage failed") from err
+    except RuntimeError as outer:
+        assert user_error_message(outer) == "coco/annotations.json not found"
