@@ -21,7 +21,7 @@ import fsspec
 import numpy as np
 
 from schemas.codecs import read_label, read_rgb
-from schemas.labels import IGNORE, NUM_CLASSES, label_ids_to_train_ids
+from schemas.labels import IGNORE, NUM_CLASSES, LabelValueError, label_ids_to_train_ids
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "train_extra")
 """Split folder names used by Cityscapes (``train_extra`` holds the coarse-only frames)."""
@@ -176,10 +176,6 @@ def read_label_ids(frame: CityscapesFrame) -> np.ndarray:
     return arr
 
 
-class LabelValueError(ValueError):
-    """A label map holds values that are not allowed there."""
-
-
 def check_train_ids(arr: np.ndarray, name: str) -> None:
     """Refuse a trainId map with a value that is neither a train class (0..18) nor 255 (ignore).
 
@@ -187,18 +183,20 @@ def check_train_ids(arr: np.ndarray, name: str) -> None:
         LabelValueError: Naming the file and the values found.
     """
     flat = np.asarray(arr).ravel()
+    allowed = f"allowed values are {{0..{NUM_CLASSES - 1}, {IGNORE}}}"
     if flat.size == 0:
         return
     if flat.min() < 0 or flat.max() > 255:
-        raise LabelValueError(f"{name}: trainIds must be 0..{NUM_CLASSES - 1} or {IGNORE}, found "
-                              f"{int(flat.min())}..{int(flat.max())}")
+        raise LabelValueError(f"{name}: unexpected label values in range {int(flat.min())}..{int(flat.max())} for "
+                              f"labelTrainIds; {allowed}")
     counts = np.bincount(flat.astype(np.uint8, copy=False), minlength=256)
     counts[:NUM_CLASSES] = 0
     counts[IGNORE] = 0
     bad = np.flatnonzero(counts)
     if bad.size:
-        raise LabelValueError(f"{name}: trainIds must be 0..{NUM_CLASSES - 1} or {IGNORE}, found "
-                              f"{', '.join(str(int(v)) for v in bad[:8])} ({int(counts.sum())} pixels)")
+        shown = ", ".join(str(int(v)) for v in bad[:16]) + (", ..." if bad.size > 16 else "")
+        raise LabelValueError(f"{name}: unexpected label values [{shown}] ({int(counts.sum())} pixels) for "
+                              f"labelTrainIds; {allowed}")
 
 
 def read_train_ids(frame: CityscapesFrame) -> np.ndarray:

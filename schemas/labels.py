@@ -110,6 +110,10 @@ EGO_VEHICLE_ID: int = LABEL_BY_NAME["ego vehicle"].id
 """labelId of the ego vehicle, where nothing may be pasted."""
 
 
+class LabelValueError(ValueError):
+    """A label file holds values its encoding does not allow."""
+
+
 def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     """Map Cityscapes ``labelIds`` to ``trainIds`` with the official table.
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from schemas.codecs import DEFAULT_MAX_PIXELS, read_label, read_rgb
 
-from schemas.labels import IGNORE, NUM_CLASSES
+from schemas.labels import IGNORE, NUM_CLASSES, LabelValueError
 
 IN_DISTRIBUTION: int = 0
 """Common anomaly encoding: in-distribution pixel."""
@@ -41,10 +41,6 @@ LAF_SPLITS: tuple[str, ...] = ("train", "test")
 
 class MissingLabelError(FileNotFoundError):
     """An image has no label file (or a bundle label has no image)."""
-
-
-class LabelValueError(ValueError):
-    """A label file holds values its dataset's encoding does not allow."""
 
 
 class SizeMismatchError(ValueError):

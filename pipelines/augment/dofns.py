@@ -31,8 +31,9 @@ from pipelines.paste import (
     tighten,
 )
 from schemas.arrow import OBJECT_BANK
-from schemas.cityscapes import CityscapesFrame, LabelValueError, read_label_ids, read_train_ids
+from schemas.cityscapes import CityscapesFrame, read_label_ids, read_train_ids
 from schemas.codecs import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_png, encode_image, encode_png, read_rgb
+from schemas.labels import LabelValueError
 from schemas.manifest import open_shard
 from schemas.rng import rng_for
 from schemas.runtime import acquire_torch_threads, process_id, release_torch_threads

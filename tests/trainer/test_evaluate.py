@@ -150,3 +150,62 @@ def test_report_folder_overwrite_rules_and_no_partial_report(tmp_path, monkeypat
     work, created = _begin_report(dataclasses.replace(cfg, out=str(tmp_path / "fresh")))
     _discard_report(str(tmp_path / "fresh"), work, created)
     assert not (tmp_path / "fresh").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalworld")
+    assert world.main(["--out", str(root / "w"), "--train", "1", "--val", "1", "--anomaly", "2", "--height", "64",
+                       "--width", "128", "--coco-images", "0", "--workers", "1", "--no-progress"]) == 0
+    torch.manual_seed(0)
+    save_checkpoint(build_model("small"), str(root / "small.pt"))
+    return root
+
+
+def _broken_copy(tiny_world, tmp_path, fault):
+    import shutil
+
+    from schemas.codecs import encode_png, read_label
+
+    root = tmp_path / "w"
+    shutil.copytree(tiny_world / "w", root)
+    fs_dir = root / "fishyscapes_lostandfound" / "FS_LostFound_full"
+    label = fs_dir / "labels_masks" / "0.png"
+    if fault == "label value 7":
+        arr = read_label(str(label)).copy()
+        arr[0, 0] = 7
+        label.write_bytes(encode_png(arr))
+    elif fault == "wrong-size label":
+        label.write_bytes(encode_png(np.zeros((32, 64), np.uint8)))
+    elif fault == "missing label":
+        label.unlink()
+    elif fault == "empty dataset":
+        for p in (fs_dir / "images").iterdir():
+            p.unlink()
+        for p in (fs_dir / "labels_masks").iterdir():
+            p.unlink()
+    elif fault == "no anomaly pixel":
+        for p in (fs_dir / "labels_masks").iterdir():
+            arr = read_label(str(p)).copy()
+            arr[arr == 1] = 0
+            p.write_bytes(encode_png(arr))
+    elif fault == "missing root":
+        shutil.rmtree(root)
+    return root
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ("label value 7", "7"), ("wrong-size label", "0.png"), ("missing label", "0.png"),
+    ("empty dataset", "synthetic"), ("no anomaly pixel", "anomal"), ("missing root", "w"), ("wrong arch", "r101"),
+])
+def test_evaluate_faults_end_in_one_line_errors(tiny_world, tmp_path, capsys, fault, expected):
+    from stylepaste import cli
+
+    root = _broken_copy(tiny_world, tmp_path, fault)
+    arch = "r101" if fault == "wrong arch" else "small"
+    rc = cli.main(["evaluate", "--checkpoint", str(tiny_world / "small.pt"), "--arch", arch, "--dataset",
+                   f"synthetic={root}", "--out", str(tmp_path / "eval"), "--no-progress", "--overlays", "0"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and err[0].startswith("stylepaste evaluate: error: "), err
+    assert expected in err[0]
+    assert not (tmp_path / "eval").exists()  # no partial report
