@@ -57,9 +57,10 @@ from apache_beam.metrics import Metrics
 from fsspec.implementations.local import LocalFileSystem
 
 from pipelines import running
-from schemas.arrow import ShardKind, table_from_rows
+from schemas.arrow import KINDS, ShardKind, table_from_rows
+from schemas.corpus import CARD_NAME, card_text, corpus_info
 from schemas.manifest import (
-    MANIFEST_NAME, REJECTS_NAME, Manifest, ShardInfo, join_url, open_shard, read_manifest, shard_info,
+    MANIFEST_NAME, REJECTS_NAME, Manifest, ShardInfo, code_version, join_url, open_shard, read_manifest, shard_info,
 )
 from schemas.rng import stable_hash
 from schemas.storage import WORK_DIR, commit_replace, new_run_id, recover, remove_if_empty, write_owner
@@ -586,14 +587,21 @@ class RunFolder:
             raise RuntimeError(f"{self.work_url}: {REJECTS_NAME} has {lines} lines but {rejected} rejects were counted")
         manifest = Manifest(kind=kind.name, schema_version=kind.version, shards=tuple(shards),
                             parameters=_json_safe(dict(parameters or {})), seed=seed,
-                            source=_json_safe(dict(source or {})), counts=counts)
+                            source=_json_safe(dict(source or {})), counts=counts, written_by=code_version())
+
+        extra = []
+        if kind.name in KINDS:  # the dataset card of a bank or frame corpus
+            info = corpus_info(self.work_url, manifest)
+            info["url"] = self.out_url
+            _write_text(join_url(self.work_url, CARD_NAME), card_text(info))
+            extra.append(CARD_NAME)
 
         existing = _entries(fs, out)
         if existing and not overwrite:
             raise FileExistsError(f"output folder {self.out_url} got content during the run; nothing was committed")
         if existing:
             _check_replaceable(self.out_url, kind, ", ".join(posixpath.basename(p) for p in existing[:5]))
-        commit_replace(self.out_url, self.work_url, [*shard_names, REJECTS_NAME], manifest.to_json())
+        commit_replace(self.out_url, self.work_url, [*shard_names, REJECTS_NAME, *extra], manifest.to_json())
         return manifest
 
 

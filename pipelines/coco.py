@@ -224,6 +224,7 @@ def group_by_image(data: Mapping[str, Any], *, where: str = "annotations"
     Raises:
         ValueError: For a duplicate image id.
     """
+    licenses = _licenses(data.get("licenses"), where)
     images: dict[int, dict[str, Any] | str] = {}
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or not _is_int(img.get("id")):
@@ -234,6 +235,7 @@ def group_by_image(data: Mapping[str, Any], *, where: str = "annotations"
         problem = _image_record_problem(img)
         images[iid] = problem if problem else {
             "id": iid, "file_name": img["file_name"], "width": int(img["width"]), "height": int(img["height"]),
+            **_provenance(img, licenses),
         }
 
     rejects: list[Rejected] = []
@@ -267,6 +269,42 @@ def group_by_image(data: Mapping[str, Any], *, where: str = "annotations"
         for iid, anns in sorted(by_image.items())
     ]
     return tasks, rejects, len(annotations)
+
+
+PROVENANCE_FIELDS: tuple[str, ...] = ("license_id", "license_name", "license_url", "coco_url", "flickr_url")
+"""Object-bank fields that say where an object's image came from and under which licence."""
+
+
+def _licenses(records: Any, where: str) -> dict[int, tuple[str | None, str | None]]:
+    """The json's ``licenses``: id -> (name, url). Absent is allowed (every licence is then unknown).
+
+    Raises:
+        ValueError: If it is not a list of records with integer ids.
+    """
+    if records is None:
+        return {}
+    if not isinstance(records, list):
+        raise ValueError(f"{where}: 'licenses' must be a list, got {type(records).__name__}")
+    out = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or not _is_int(rec.get("id")):
+            raise ValueError(f"{where}: licenses[{i}] has no integer 'id': {_short(rec)}")
+        name, url = rec.get("name"), rec.get("url")
+        out[int(rec["id"])] = (name if isinstance(name, str) else None, url if isinstance(url, str) and url else None)
+    return out
+
+
+def _provenance(img: Mapping[str, Any], licenses: Mapping[int, tuple[str | None, str | None]]) -> dict[str, Any]:
+    """An image's licence (id, and name / url from ``licenses``) and source URLs; ``None`` where unknown."""
+    lid = int(img["license"]) if _is_int(img.get("license")) else None
+    name, url = licenses.get(lid, (None, None)) if lid is not None else (None, None)
+
+    def text(key: str) -> str | None:
+        v = img.get(key)
+        return v if isinstance(v, str) and v else None
+
+    return {"license_id": lid, "license_name": name, "license_url": url, "coco_url": text("coco_url"),
+            "flickr_url": text("flickr_url")}
 
 
 def _image_record_problem(img: Mapping[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
@@ -537,6 +575,7 @@ def cut_image_objects(
             "source_height": height,
             "source_width": width,
             **src,
+            **{k: image.get(k) for k in PROVENANCE_FIELDS},
         }
         outcomes.append(Kept(row))
     return outcomes

@@ -6,7 +6,10 @@ which parameters, seed and source, and the run's accounting (written, filtered b
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
+import logging
 import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,10 +18,13 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.arrow import SchemaMismatchError, ShardKind, validate_schema
+from schemas.arrow import SchemaMismatchError, ShardKind, missing_in, validate_schema
 from schemas.storage import MANIFEST_NAME, atomic_write, settle
 
 REJECTS_NAME = "_rejects.jsonl"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,12 +36,16 @@ class ShardInfo:
         rows: Number of rows.
         row_groups: Number of row groups.
         row_group_rows: Rows of each row group.
+        bytes: File size (``None`` in manifests written before it was recorded).
+        sha256: SHA-256 of the file's bytes, recorded at write time (``None`` likewise).
     """
 
     path: str
     rows: int
     row_groups: int
     row_group_rows: tuple[int, ...] = ()
+    bytes: int | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class Manifest:
         source: Where the inputs came from (URLs).
         counts: Accounting: ``inputs``, ``written``, ``filtered`` (by reason), ``rejected`` (by reason), and
             per-kind extras such as counts per category.
+        written_by: The code that wrote the shards (``{"stylepaste": version}``).
     """
 
     kind: str
@@ -60,6 +71,7 @@ class Manifest:
     seed: int | None = None
     source: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
+    written_by: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -83,7 +95,8 @@ class Manifest:
         try:
             data = json.loads(text)
             shards = tuple(
-                ShardInfo(s["path"], int(s["rows"]), int(s["row_groups"]), tuple(s.get("row_group_rows", ())))
+                ShardInfo(s["path"], int(s["rows"]), int(s["row_groups"]), tuple(s.get("row_group_rows", ())),
+                          None if s.get("bytes") is None else int(s["bytes"]), s.get("sha256"))
                 for s in data["shards"]
             )
             return cls(
@@ -94,6 +107,7 @@ class Manifest:
                 seed=data.get("seed"),
                 source=dict(data.get("source", {})),
                 counts=dict(data.get("counts", {})),
+                written_by=dict(data.get("written_by", {})),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{where}: not a valid stylepaste manifest ({type(err).__name__}: {err})") from err
@@ -108,11 +122,34 @@ def join_url(base: str, *parts: str) -> str:
 
 
 def shard_info(url: str) -> ShardInfo:
-    """Read a Parquet footer and describe the shard (path is the basename)."""
+    """Describe a shard (path is the basename): its footer's row counts, its size and SHA-256."""
     with fsspec.open(url, "rb") as f:
         meta = pq.ParquetFile(f).metadata
         rg = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-    return ShardInfo(posixpath.basename(url), meta.num_rows, meta.num_row_groups, rg)
+    digest, size = file_sha256(url)
+    return ShardInfo(posixpath.basename(url), meta.num_rows, meta.num_row_groups, rg, size, digest)
+
+
+def file_sha256(url: str, chunk: int = 1 << 22) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with fsspec.open(url, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
+def code_version() -> dict[str, str]:
+    """The ``written_by`` record of a manifest: the installed stylepaste version."""
+    try:
+        return {"stylepaste": importlib.metadata.version("stylepaste")}
+    except importlib.metadata.PackageNotFoundError:
+        return {"stylepaste": "unknown (not installed)"}
 
 
 def write_manifest(folder: str, manifest: Manifest) -> str:
@@ -148,9 +185,10 @@ def read_manifest(folder: str, *, kind: ShardKind | None = None) -> Manifest:
         except FileNotFoundError as err:
             raise FileNotFoundError(f"no {MANIFEST_NAME} in {folder}: not a stylepaste shard folder") from err
     man = Manifest.from_json(text, where=url)
-    if kind is not None and (man.kind, man.schema_version) != (kind.name, kind.version):
+    if kind is not None and (man.kind != kind.name or kind.version_of(man.schema_version) is None):
+        also = "".join(f" or {k.tag}" for k in kind.previous)
         raise SchemaMismatchError(
-            f"{url}: expected shards of {kind.tag}, the manifest says {man.kind} v{man.schema_version}")
+            f"{url}: expected shards of {kind.tag}{also}, the manifest says {man.kind} v{man.schema_version}")
     return man
 
 
@@ -209,8 +247,23 @@ def open_shard(url: str, kind: ShardKind) -> pq.ParquetFile:
     except (pa.ArrowInvalid, OSError) as err:
         handle.close()
         raise SchemaMismatchError(f"{url}: not a Parquet file ({err})") from err
-    validate_schema(pf.schema_arrow, kind, where=url)
+    found = validate_schema(pf.schema_arrow, kind, where=url)
+    if found is not kind:
+        _note_older(url, found, kind)
     return pf
+
+
+_NOTED: set[str] = set()
+
+
+def _note_older(url: str, found: ShardKind, kind: ShardKind) -> None:
+    """Say once per folder that shards of an earlier version are read, and what they lack."""
+    folder = posixpath.dirname(url.rstrip("/"))
+    if folder in _NOTED:
+        return
+    _NOTED.add(folder)
+    log.warning("%s: shards of %s (the current version is %s) are read as they are; they lack %s", folder,
+                found.tag, kind.tag, ", ".join(missing_in(found, kind)) or "no top-level field")
 
 
 def read_shard(url: str, kind: ShardKind, columns: list[str] | None = None) -> pa.Table:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from schemas.errors import user_error_message
@@ -68,6 +69,10 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``stylepaste <stage> ...`` to the stage's ``main``.
 
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage(), file=sys.stderr)
         return 2
     level, rest = _pop_log_level(stage, rest)
+    signal.signal(signal.SIGTERM, _terminate)  # a polite kill unwinds: runs discard their work folders
     module = importlib.import_module(STAGES[stage][0])
     try:
         return int(module.main(rest) or 0)

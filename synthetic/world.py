@@ -38,7 +38,7 @@ import numpy as np
 
 from schemas.codecs import encode_png
 from schemas.labels import IGNORE, NUM_CLASSES, TRAIN_CLASSES, colorize_label_ids, label_ids_to_train_ids
-from schemas.rng import rng_for
+from schemas.rng import rng_for, stable_hash
 from synthetic.city import render_city_frame
 from synthetic.coco import CAT_ID, COCO_CATEGORIES, render_coco_photo
 
@@ -261,6 +261,27 @@ def _anomaly_task(seed: int, index: int, height: int, width: int, anomaly_scale:
             "valid_px": int((lab != 255).sum()), "style": frame.style, "extents": component_extents(lab == 1)}
 
 
+COCO_LICENSES: tuple[tuple[int, str, str], ...] = (
+    (1, "Attribution-NonCommercial-ShareAlike License", "http://creativecommons.org/licenses/by-nc-sa/2.0/"),
+    (2, "Attribution-NonCommercial License", "http://creativecommons.org/licenses/by-nc/2.0/"),
+    (3, "Attribution-NonCommercial-NoDerivs License", "http://creativecommons.org/licenses/by-nc-nd/2.0/"),
+    (4, "Attribution License", "http://creativecommons.org/licenses/by/2.0/"),
+    (5, "Attribution-ShareAlike License", "http://creativecommons.org/licenses/by-sa/2.0/"),
+    (6, "Attribution-NoDerivs License", "http://creativecommons.org/licenses/by-nd/2.0/"),
+    (7, "No known copyright restrictions", "http://flickr.com/commons/usage/"),
+    (8, "United States Government Work", "http://www.usa.gov/copyright.shtml"),
+)
+"""The ``licenses`` list of the official COCO 2017 annotations (ids 1-3 are NonCommercial). The synthetic
+photographs are procedurally generated; each is labelled with one of these so that licence provenance and
+licence filters can be exercised end to end as on real COCO."""
+
+
+def photo_license(seed: int, index: int) -> int:
+    """The COCO licence id given to photograph ``index`` (a hash of seed and index: no draw from the photo's
+    random stream, so its pixels do not depend on it)."""
+    return 1 + stable_hash(("license", int(seed), int(index))) % len(COCO_LICENSES)
+
+
 def coco_image_id(index: int) -> int:
     """COCO image id of the ``index``-th photograph."""
     return index + 1
@@ -272,7 +293,7 @@ def _coco_task(seed: int, index: int, min_side: int, max_side: int) -> dict:
     photo = render_coco_photo(rng_for(seed, ("coco", index)), index, min_side, max_side)
     image_id = coco_image_id(index)
     name = f"{image_id:012d}.jpg"
-    image = {"license": 1, "file_name": name, "coco_url": "", "height": photo.height, "width": photo.width,
+    image = {"license": photo_license(seed, index), "file_name": name, "coco_url": "", "height": photo.height, "width": photo.width,
              "date_captured": "2026-01-01 00:00:00", "flickr_url": "", "id": image_id}
     anns = []
     for k, obj in enumerate(photo.objects):
@@ -321,7 +342,7 @@ def coco_json(images: list[dict], annotations: list[dict]) -> dict:
         "info": {"description": "stylepaste synthetic world: COCO-like photographs", "url": "",
                  "version": "1.0", "year": 2026, "contributor": "stylepaste world",
                  "date_created": "2026/01/01"},
-        "licenses": [{"url": "", "id": 1, "name": "Procedurally generated image, no restrictions"}],
+        "licenses": [{"url": url, "id": lid, "name": name} for lid, name, url in COCO_LICENSES],
         "images": images,
         "annotations": annotations,
         "categories": [{"supercategory": sup, "id": cid, "name": name} for cid, name, sup in COCO_CATEGORIES],

@@ -24,8 +24,12 @@ TIME_NAMESPACE = "stylepaste_time"
 """Beam Metrics namespace of the per-phase wall-clock counters (microseconds): decode, plan, place, style,
 paste, encode (alignment time is RunInference's own ``StylepasteAlign`` metrics)."""
 
-BANK_COLUMNS = ["object_id", "category_id", "category_name", "image", "mask", "source_file", "src_lab_mean",
-                "src_lab_std", "src_sharpness", "src_noise", "src_blockiness"]
+CITYSCAPES_TERMS = "Cityscapes terms of use (non-commercial research): https://www.cityscapes-dataset.com/license/"
+"""Default ``frame_terms``: the source frames are in the Cityscapes layout and under its licence."""
+
+BANK_COLUMNS = ["object_id", "image_id", "category_id", "category_name", "image", "mask", "source_file",
+                "src_lab_mean", "src_lab_std", "src_sharpness", "src_noise", "src_blockiness"]
+"""The bank columns the augment pipeline reads (every version has them; ``license_id`` is read when present)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class AugmentConfig:
             the pipeline in memory keeps its own setting.
         max_frames: Use only the first N frames (sorted by frame id); None for all.
         overwrite: Replace a non-empty output folder after a successful run.
+        frame_terms: Terms of use of the source frames, recorded in every row (``frame_terms``).
     """
 
     cityscapes: str
@@ -78,6 +83,7 @@ class AugmentConfig:
     torch_threads: int | None = 1
     max_frames: int | None = None
     overwrite: bool = False
+    frame_terms: str = CITYSCAPES_TERMS
 
     def __post_init__(self) -> None:
         if not isinstance(self.aligner, AlignerSpec):

@@ -201,19 +201,22 @@ class ReadBankObjectsFn(running.WorkerDoFn):
         if not want:
             return
         pf = open_shard(url, OBJECT_BANK)
+        columns = BANK_COLUMNS + (["license_id"] if "license_id" in pf.schema_arrow.names else [])
         for rg in range(pf.metadata.num_row_groups):
             ids = pf.read_row_group(rg, columns=["object_id"]).column("object_id").to_pylist()
             if not any(i in want for i in ids):
                 continue
-            table = pf.read_row_group(rg, columns=BANK_COLUMNS)
+            table = pf.read_row_group(rg, columns=columns)
             for row in table.to_pylist():
                 oid = int(row["object_id"])
                 if oid not in want:
                     continue
                 stats = (*row["src_lab_mean"], *row["src_lab_std"], row["src_sharpness"], row["src_noise"],
                          row["src_blockiness"])
+                license_id = row.get("license_id")
                 yield oid, BankObject(oid, int(row["category_id"]), str(row["category_name"]), row["image"],
-                                      row["mask"], str(row["source_file"]), tuple(float(v) for v in stats))
+                                      row["mask"], str(row["source_file"]), tuple(float(v) for v in stats),
+                                      int(row["image_id"]), None if license_id is None else int(license_id))
 
 
 def attach_objects(element: tuple[int, dict[str, list]]) -> Iterable[tuple[str, tuple[int, BankObject | None]]]:
@@ -233,7 +236,8 @@ def _decode_object(obj: BankObject):
         raise ImageDecodeError(f"bank object {obj.object_id}: expected an RGB image and a gray mask, "
                                f"got {rgb.shape} and {mask.shape}")
     return tighten(obj.object_id, rgb, mask, category_id=obj.category_id, category_name=obj.category_name,
-                   source_stats=np.asarray(obj.source_stats, dtype=np.float32), source_file=obj.source_file)
+                   source_stats=np.asarray(obj.source_stats, dtype=np.float32), source_file=obj.source_file,
+                   image_id=obj.image_id, license_id=obj.license_id)
 
 
 def noise_seed(seed: int, frame_id: str, slot: int, candidate: int) -> int:
@@ -336,6 +340,7 @@ def _row(cfg: AugmentConfig, job: FrameJob, image: bytes, label: bytes, ood: int
         "seed": int(cfg.seed),
         "source_image": job.frame.image_url,
         "source_label": job.label_source,
+        "frame_terms": cfg.frame_terms,
     }
 
 

@@ -18,6 +18,8 @@ class BankObject:
     mask: bytes
     source_file: str
     source_stats: tuple[float, ...]
+    image_id: int = 0
+    license_id: int | None = None
 
 
 @dataclass(frozen=True)

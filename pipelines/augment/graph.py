@@ -28,7 +28,7 @@ from pipelines.augment.dofns import (
 )
 from schemas.arrow import FRAME, OBJECT_BANK
 from schemas.cityscapes import CityscapesFrame, list_frames
-from schemas.manifest import Manifest, read_manifest, resolve_shards
+from schemas.manifest import Manifest, open_shard, read_manifest, resolve_shards
 from style_transfer.beam import AlignerModelHandler
 
 # -------------------------------------------------------------------------------------------------- graph
@@ -155,9 +155,24 @@ def resolve_inputs(cfg: AugmentConfig) -> tuple[list[CityscapesFrame], list[str]
         source["bank_rows"] = man.rows
         source["bank_seed"] = man.seed
         source["bank_source"] = man.source
+        source["bank_shard_sha256"] = [s.sha256 for s in man.shards]
     except (FileNotFoundError, NotADirectoryError, ValueError):
         pass
+    source["licenses"] = bank_licenses(bank_urls)
     return frames, bank_urls, source
+
+
+def bank_licenses(urls: Sequence[str]) -> dict[str, str | None]:
+    """Licence id -> name over the bank's objects (read from the small licence columns; {} for a v1 bank)."""
+    out: dict[str, str | None] = {}
+    for url in urls:
+        pf = open_shard(url, OBJECT_BANK)
+        if "license_id" not in pf.schema_arrow.names:
+            continue
+        for row in pf.read(columns=["license_id", "license_name"]).to_pylist():
+            if row["license_id"] is not None:
+                out.setdefault(str(row["license_id"]), row["license_name"])
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 
 def run(cfg: AugmentConfig, options: beam.options.pipeline_options.PipelineOptions | None = None):

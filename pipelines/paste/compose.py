@@ -180,10 +180,14 @@ class PastedObject:
     slot: int = 0
     candidate: int = 0
     source_file: str = ""
+    image_id: int = 0
+    license_id: int | None = None
 
     def to_record(self) -> dict[str, object]:
         """The FRAME schema's ``objects`` struct."""
         return {
+            "image_id": int(self.image_id),
+            "license_id": None if self.license_id is None else int(self.license_id),
             "object_id": int(self.object_id),
             "category_id": int(self.category_id),
             "category_name": str(self.category_name),
@@ -264,7 +268,7 @@ def compose_frame(frame_rgb: np.ndarray, train_ids: np.ndarray, placements: Sequ
             objects.append(PastedObject(
                 p.object_id, meta.category_id if meta else 0, meta.category_name if meta else "", p.box,
                 p.scale, p.flip, int(mask.sum()), contrast, p.slot, p.candidate,
-                meta.source_file if meta else ""))
+                meta.source_file if meta else "", meta.image_id if meta else 0, meta.license_id if meta else None))
             break
     return ComposeResult(rgb, label, tuple(objects), tuple(drops), int((label == OOD).sum()))
 

@@ -21,12 +21,16 @@ class ObjectMeta:
         category_id: COCO category id.
         category_name: COCO category name.
         source_file: URL of the object's source image.
+        image_id: COCO id of the source image.
+        license_id: COCO licence id of the source image (``None`` when unknown).
     """
 
     object_id: int
     category_id: int = 0
     category_name: str = ""
     source_file: str = ""
+    image_id: int = 0
+    license_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class ObjectCrop:
         source_stats: (9,) float32 style statistics of the object's whole source image
             (:meth:`style_transfer.stats.StyleStats.to_tensor` order).
         source_file: URL of the source image.
+        image_id: COCO id of the source image.
+        license_id: COCO licence id of the source image (``None`` when the bank does not record it).
     """
 
     object_id: int
@@ -51,11 +57,14 @@ class ObjectCrop:
     category_name: str = ""
     source_stats: np.ndarray = field(default_factory=lambda: np.zeros(9, dtype=np.float32))
     source_file: str = ""
+    image_id: int = 0
+    license_id: int | None = None
 
     @property
     def meta(self) -> ObjectMeta:
         """The object's :class:`ObjectMeta`."""
-        return ObjectMeta(self.object_id, self.category_id, self.category_name, self.source_file)
+        return ObjectMeta(self.object_id, self.category_id, self.category_name, self.source_file, self.image_id,
+                          self.license_id)
 
 
 def tighten(object_id: int, rgb: np.ndarray, mask: np.ndarray, **meta: object) -> ObjectCrop:

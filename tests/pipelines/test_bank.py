@@ -66,8 +66,13 @@ def test_main_writes_bank_rejects_and_manifest_in_memory(capsys):
 
     fs, path = fsspec.core.url_to_fs(out)
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)) == [
-        "_manifest.json", "_rejects.jsonl", "shard-00000-of-00002.parquet", "shard-00001-of-00002.parquet"]
+        "README.md", "_manifest.json", "_rejects.jsonl", "shard-00000-of-00002.parquet",
+        "shard-00001-of-00002.parquet"]
+    with fsspec.open(f"{out}/README.md", "r") as f:
+        card = f.read()
+    assert card.startswith("---\npretty_name: \"stylepaste object bank\"") and "## Licences" in card
     man = read_manifest(out, kind=OBJECT_BANK)
+    assert all(s.sha256 and s.bytes for s in man.shards) and man.written_by["stylepaste"]
     assert man.rows == 4 and man.counts["inputs"] == INPUTS
     assert man.counts["per_category"] == {"bottle": 1, "chair": 1, "dog": 2}
     assert man.counts["filtered"] == {"crowd": 1, "empty_mask": 1, "excluded_category": 2, "too_small": 1}

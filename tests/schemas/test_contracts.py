@@ -105,6 +105,8 @@ def _bank_row(i: int) -> dict:
         "source_file": "x.jpg", "source_height": 10, "source_width": 10,
         "src_lab_mean": [50.0, 0.0, 0.0], "src_lab_std": [10.0, 5.0, 5.0],
         "src_sharpness": 1.0, "src_noise": 0.5, "src_blockiness": 1.0,
+        "license_id": 2, "license_name": "Attribution-NonCommercial License",
+        "license_url": "http://creativecommons.org/licenses/by-nc/2.0/", "coco_url": None, "flickr_url": None,
     }
 
 
@@ -115,20 +117,21 @@ def test_schema_round_trip_and_version_mismatch(tmp_path):
     pf = open_shard(str(path), OBJECT_BANK)
     back = pf.read()
     assert back.equals(table)
-    assert back.schema.metadata[b"stylepaste.schema_version"] == b"1"
+    assert back.schema.metadata[b"stylepaste.schema_version"] == b"2"
     assert back.schema.field("image").metadata[b"codec"] == b"png"
     assert decode_png(back.column("image")[1].as_py())[0, 0, 0] == 1
 
-    with pytest.raises(SchemaMismatchError, match="expected schema augmented_frame v1, found object_bank v1"):
+    with pytest.raises(SchemaMismatchError,
+                       match="expected schema augmented_frame v2 or augmented_frame v1, found object_bank v2"):
         open_shard(str(path), FRAME)
 
     old_meta = dict(table.schema.metadata)
     old_meta[b"stylepaste.schema_version"] = b"0"
     old = table.replace_schema_metadata(old_meta)
-    with pytest.raises(SchemaMismatchError, match="expected schema object_bank v1, found object_bank v0"):
+    with pytest.raises(SchemaMismatchError, match="expected schema object_bank v2 or object_bank v1, found object_bank v0"):
         validate_schema(old.schema, OBJECT_BANK, where="old.parquet")
 
-    renamed = table.rename_columns([*table.column_names[:-1], "blockiness"])
+    renamed = table.rename_columns([("blockiness" if n == "src_blockiness" else n) for n in table.column_names])
     with pytest.raises(SchemaMismatchError, match="missing fields \\['src_blockiness'\\]"):
         validate_schema(renamed.schema.with_metadata(table.schema.metadata), OBJECT_BANK)
 
@@ -158,3 +161,19 @@ def test_manifest_round_trip(tmp_path):
         read_manifest(str(tmp_path), kind=FRAME)
     with pytest.raises(FileNotFoundError, match="not a stylepaste shard folder"):
         read_manifest(str(tmp_path / "nowhere"))
+
+
+def test_v1_shards_are_still_read_with_a_note(tmp_path, caplog):
+    from schemas.arrow import missing_in
+
+    v1 = OBJECT_BANK.version_of(1)
+    rows = [{k: v for k, v in _bank_row(i).items() if k in v1.schema.names} for i in range(2)]
+    folder = tmp_path / "old_bank"
+    folder.mkdir()
+    pq.write_table(table_from_rows(rows, v1), folder / "part-0.parquet")
+    with caplog.at_level("WARNING"):
+        pf = open_shard(str(folder / "part-0.parquet"), OBJECT_BANK)
+    assert pf.read().num_rows == 2 and "license_id" not in pf.schema_arrow.names
+    assert any("object_bank v1" in r.getMessage() and "license_id" in r.getMessage() for r in caplog.records)
+    assert missing_in(v1, OBJECT_BANK) == ["license_id", "license_name", "license_url", "coco_url", "flickr_url"]
+    assert missing_in(FRAME.version_of(1), FRAME) == ["frame_terms"]
