@@ -27,6 +27,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "pretrain": ("trainer.pretrain", "train a segmentation model from scratch on a Cityscapes layout (demo model)"),
     "finetune": ("trainer.finetune", "finetune only the classification head on augmented-frame shards"),
     "evaluate": ("trainer.evaluate", "anomaly benchmarks (AUROC, AP, FPR95) and mIoU; tables, curves, overlays"),
+    "corpus": ("stylepaste.corpus", "describe a bank or frame corpus (info) and check its shards (verify)"),
     "demo": ("stylepaste.demo", "run the main job end to end on the synthetic city"),
 }
 

@@ -1,0 +1,96 @@
+"""A corpus as a shared dataset: licences from the COCO json to the frame rows, info, verify, the card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from schemas.corpus import corpus_info, verify_corpus
+from schemas.manifest import read_manifest
+from stylepaste import cli
+from synthetic.world import COCO_LICENSES
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    assert cli.main(["world", "--out", str(root / "world"), "--seed", "3", "--train", "8", "--val", "0", "--anomaly",
+                     "0", "--height", "64", "--width", "128", "--coco-images", "10", "--workers", "1",
+                     "--no-progress"]) == 0
+    assert cli.main(["bank", "--coco", str(root / "world" / "coco"), "--out", str(root / "bank"),
+                     "--num-shards", "2"]) == 0
+    assert cli.main(["augment", "--cityscapes", str(root / "world" / "cityscapes"), "--bank", str(root / "bank"),
+                     "--out", str(root / "aug"), "--num-shards", "2", "--paste-prob", "1.0"]) == 0
+    return root
+
+
+def test_licences_travel_from_the_coco_json_to_the_frame_rows(corpus):
+    import pyarrow.parquet as pq
+
+    doc = json.loads((corpus / "world" / "coco" / "annotations" / "instances_train2017.json").read_text())
+    licence_of = {img["id"]: img["license"] for img in doc["images"]}
+    names = {lid: name for lid, name, _ in COCO_LICENSES}
+    bank = pq.read_table(str(corpus / "bank"), ignore_prefixes=["README", "_", "."]).to_pylist()
+    assert bank and all(r["license_id"] == licence_of[r["image_id"]] for r in bank)
+    assert all(r["license_name"] == names[r["license_id"]] for r in bank)
+    by_object = {r["object_id"]: r for r in bank}
+    frames = pq.read_table(str(corpus / "aug"), ignore_prefixes=["README", "_", "."]).to_pylist()
+    pasted = [o for f in frames for o in f["objects"]]
+    assert pasted
+    for o in pasted:
+        assert o["image_id"] == by_object[o["object_id"]]["image_id"]
+        assert o["license_id"] == by_object[o["object_id"]]["license_id"]
+    assert all(f["frame_terms"].startswith("Cityscapes terms") for f in frames)
+
+
+def test_info_counts_categories_and_licences(corpus, capsys):
+    info = corpus_info(str(corpus / "aug"))
+    man = read_manifest(str(corpus / "aug"))
+    assert info["rows"] == man.rows == 8 and info["kind"] == "augmented_frame" and info["schema_version"] == 2
+    assert sum(v["pixels"] for v in info["categories"].values()) == man.counts["pixels"]["ood"]
+    assert sum(v["pixels"] for v in info["licenses"].values()) == man.counts["pixels"]["ood"]
+    assert abs(sum(v["pixel_share"] for v in info["licenses"].values()) - 100) < 1e-6
+    assert all(v["name"] for v in info["licenses"].values())
+    assert cli.main(["corpus", "info", str(corpus / "aug"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 8
+
+
+def test_verify_catches_a_flipped_byte_and_a_missing_shard(corpus, tmp_path, capsys):
+    copy = tmp_path / "aug"
+    shutil.copytree(corpus / "aug", copy)
+    assert verify_corpus(str(copy)) == []
+    assert cli.main(["corpus", "verify", str(copy)]) == 0
+    shards = sorted(copy.glob("shard-*.parquet"))
+    data = bytearray(shards[0].read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shards[0].write_bytes(bytes(data))
+    shards[1].unlink()
+    problems = verify_corpus(str(copy))
+    assert len(problems) == 2 and "content differs" in problems[0] and shards[0].name in problems[0]
+    assert "missing" in problems[1]
+    assert cli.main(["corpus", "verify", str(copy)]) == 1
+    assert shards[0].name in capsys.readouterr().err
+
+
+def test_the_card_is_a_dataset_card_and_the_corpus_loads_with_datasets_and_duckdb(corpus, tmp_path, monkeypatch):
+    import duckdb
+
+    for name in ("bank", "aug"):
+        card = (corpus / name / "README.md").read_text()
+        _, header, body = card.split("---", 2)
+        meta = yaml.safe_load(header)
+        assert meta["configs"][0]["data_files"][0]["path"] == "*.parquet" and meta["license"] == "other"
+        assert "## Licences" in body and "stylepaste corpus verify" in body
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=str(corpus / "aug" / "*.parquet"), split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    assert ds.num_rows == 8 and "objects" in ds.column_names
+    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{corpus / 'aug'}/*.parquet')").fetchall()[0][0]
+    assert n == 8
