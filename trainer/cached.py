@@ -34,7 +34,7 @@ from evaluation.datasets import open_dataset
 from schemas.arrow import FRAME
 from schemas.manifest import join_url, open_shard, resolve_shards
 from trainer.checkpoint import load_checkpoint
-from trainer.data import Augment, ShardStream, require_pastes
+from trainer.data import Augment, ShardStream, filter_rows, require_pastes
 from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict
 from trainer.models import build_model, normalize
 from trainer.training import (
@@ -234,7 +234,7 @@ def finetune_cached(cfg: FinetuneConfig, cache: FeatureCache, *, model: torch.nn
     base = BaseHead(model, cfg.head) if cfg.loss.needs_base else None
     optimizer = make_optimizer(cfg, params)
     stream = ShardStream(list(cfg.shards), seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, rank=0, world_size=1,
-                         uneven="pad", epochs=None)
+                         uneven="pad", epochs=None, paste_filter=cfg.paste_filter)
     ids = shard_frame_ids(stream)
     where = cache.index()
     try:
@@ -308,7 +308,9 @@ def _run_cached(cfg: FinetuneConfig, log_url: str, feature_batch: int) -> dict[s
                             **{k: float(np.mean([r[k] for r in window])) for k in window[0]},
                             "images_per_s": len(log) * cfg.batch_size / max(t_train, 1e-9)})
     final = head_state_dict(model, cfg.head)
-    sha = save_finetuned(model, cfg, final, cfg.steps, cfg.steps, None)
+    counts = filter_rows(resolve_shards(list(cfg.shards), FRAME), cfg.paste_filter)[1] if cfg.paste_filter.active \
+        else None
+    sha = save_finetuned(model, cfg, final, cfg.steps, cfg.steps, None, counts)
     write_log(log_url, {"event": "end", "step": cfg.steps, "head_sha256_per_rank": [sha], "best": None,
                         "saved_head_step": cfg.steps, "seconds": {"features": t_feat, "train": t_train}})
     return {"step": cfg.steps, "best": None, "head_sha256": sha, "out": cfg.out, "rank": 0, "frames": len(cache.ids),

@@ -39,7 +39,7 @@ import argparse
 import math
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +227,78 @@ def _dist_rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+@dataclass(frozen=True)
+class PasteFilter:
+    """Which frames of a corpus a run trains on, by what was pasted into them (the corpus is not rewritten).
+
+    A frame is kept when every object pasted into it passes: its licence is not in ``exclude_licences`` (an
+    object whose licence is unknown fails any licence filter) and, when ``categories`` is given, its category is
+    one of them. Frames without pastes are always kept.
+
+    Attributes:
+        exclude_licences: COCO licence ids whose objects are not trained on (e.g. ``(1, 2, 3)``: NonCommercial).
+        categories: COCO category names allowed, or ``None`` for all.
+    """
+
+    exclude_licences: tuple[int, ...] = ()
+    categories: tuple[str, ...] | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether it can drop anything."""
+        return bool(self.exclude_licences) or self.categories is not None
+
+    def reason(self, objects: Sequence[Mapping[str, Any]]) -> str | None:
+        """Why a frame with these pasted objects is skipped (``licence`` or ``category``), or ``None``."""
+        for o in objects:
+            if self.exclude_licences and (o.get("license_id") is None or int(o["license_id"]) in
+                                          self.exclude_licences):
+                return "licence"
+            if self.categories is not None and o["category_name"] not in self.categories:
+                return "category"
+        return None
+
+
+def filter_rows(urls: Sequence[str], paste_filter: PasteFilter) -> tuple[dict[int, frozenset[int]], dict[str, int]]:
+    """The rows of each shard that ``paste_filter`` skips, and the counts kept / skipped (by reason).
+
+    Raises:
+        ValueError: For a licence filter on shards that record no licences (``augmented_frame`` v1).
+    """
+    skipped: dict[int, frozenset[int]] = {}
+    counts = {"kept": 0, "skipped": 0, "skipped_licence": 0, "skipped_category": 0}
+    for i, url in enumerate(urls):
+        pf = open_shard(url, FRAME)
+        objects = pf.read(columns=["objects"]).column("objects").to_pylist()
+        if paste_filter.exclude_licences and objects and any(
+                "license_id" not in o for objs in objects for o in objs):
+            raise ValueError(f"{url}: the shards record no licences (augmented_frame v1); --exclude-licences "
+                             "needs a corpus written by a newer stylepaste augment")
+        rows = set()
+        for r, objs in enumerate(objects):
+            why = paste_filter.reason(objs)
+            if why is None:
+                counts["kept"] += 1
+            else:
+                rows.add(r)
+                counts["skipped"] += 1
+                counts[f"skipped_{why}"] += 1
+        if rows:
+            skipped[i] = frozenset(rows)
+    return skipped, counts
+
+
+def filter_line(paste_filter: PasteFilter, counts: Mapping[str, int]) -> str:
+    """One line saying what a paste filter kept and skipped."""
+    what = []
+    if paste_filter.exclude_licences:
+        what.append("licences " + ",".join(str(v) for v in paste_filter.exclude_licences) + " excluded")
+    if paste_filter.categories is not None:
+        what.append("categories " + ",".join(paste_filter.categories))
+    return (f"{'; '.join(what)}: kept {counts['kept']} frames, skipped {counts['skipped']} "
+            f"(licence {counts.get('skipped_licence', 0)}, category {counts.get('skipped_category', 0)})")
+
+
 class ShardStream(IterableDataset):
     """An ``IterableDataset`` of augmented frames from Parquet shards (see the module docstring).
 
@@ -258,7 +330,7 @@ class ShardStream(IterableDataset):
     def __init__(self, urls: str | Sequence[str], *, seed: int = 0, augment: Augment = NO_AUGMENT,
                  shuffle: bool = True, shuffle_buffer: int = 64, rank: int | None = None,
                  world_size: int | None = None, uneven: str = "pad", epochs: int | None = 1,
-                 max_pixels: int | None = None) -> None:
+                 max_pixels: int | None = None, paste_filter: PasteFilter | None = None) -> None:
         super().__init__()
         if uneven not in UNEVEN_MODES:
             raise ValueError(f"uneven must be one of {UNEVEN_MODES}, got {uneven!r}")
@@ -302,6 +374,14 @@ class ShardStream(IterableDataset):
                 "write smaller row groups or use uneven='pad'")
         self.fingerprint = stable_hash(tuple((os.path.basename(self.urls[u.shard]), u.row_group, u.rows)
                                              for u in units))
+        self.paste_filter = paste_filter if paste_filter is not None and paste_filter.active else None
+        self.skipped_rows: dict[int, frozenset[int]] = {}
+        self.filter_counts: dict[str, int] = {"kept": self.num_rows, "skipped": 0}
+        if self.paste_filter is not None:
+            self.skipped_rows, self.filter_counts = filter_rows(self.urls, self.paste_filter)
+            if not self.filter_counts["kept"]:
+                raise ValueError(f"the paste filter {self.paste_filter} skips every frame of {self.urls}")
+            self.fingerprint = stable_hash((self.fingerprint, repr(self.paste_filter)))
         self.epoch = 0
         self._skip: tuple[int, ...] = ()
         self._skip_workers = 0
@@ -358,10 +438,17 @@ class ShardStream(IterableDataset):
         if self.shuffle:
             rng = rng_for(self.seed, ("shuffle", int(epoch), self.rank, self.world_size, int(worker),
                                       max(int(num_workers), 1)))
-        return units, shuffle_order([u.rows for u in units], self.shuffle_buffer, rng)
+        order = shuffle_order([u.rows for u in units], self.shuffle_buffer, rng)
+        if self.skipped_rows and len(order):  # rows the paste filter skips leave the plan, the rest keep their order
+            keep = np.array([u.first_row + int(r) not in self.skipped_rows.get(u.shard, ())
+                             for u, r in ((units[int(p)], r) for p, r in order)], dtype=bool)
+            order = order[keep]
+        return units, order
 
     def worker_samples(self, epoch: int, worker: int, num_workers: int) -> int:
         """Number of samples ``worker`` yields in ``epoch``."""
+        if self.skipped_rows:
+            return len(self.worker_plan(epoch, worker, num_workers)[1])
         return sum(u.rows for u in self.worker_units(epoch, worker, num_workers))
 
     # -- state ------------------------------------------------------------------------------------------------

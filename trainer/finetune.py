@@ -53,7 +53,9 @@ from schemas.manifest import join_url, resolve_shards
 from schemas.storage import atomic_write
 from trainer.cached import check_cacheable, run_cached
 from trainer.checkpoint import load_checkpoint, read_checkpoint
-from trainer.data import Augment, ShardStream, StreamLoader, parse_pair, require_pastes
+from trainer.data import (
+    Augment, PasteFilter, ShardStream, StreamLoader, filter_line, parse_pair, require_pastes,
+)
 from trainer.distributed import (
     DistInfo,
     average_buffers,
@@ -235,7 +237,10 @@ class _Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         stream = ShardStream(list(cfg.shards), seed=cfg.seed, augment=Augment(cfg.scale, cfg.crop, cfg.flip),
                              shuffle_buffer=cfg.shuffle_buffer, rank=info.rank, world_size=info.world_size,
-                             uneven="pad", epochs=None)
+                             uneven="pad", epochs=None, paste_filter=cfg.paste_filter)
+        self.filter_counts = stream.filter_counts
+        if stream.paste_filter is not None and info.main:
+            print(f"finetune: paste filter {filter_line(cfg.paste_filter, stream.filter_counts)}", file=sys.stderr)
         require_pastes(stream.urls, cfg.allow_no_pastes)
         self.shard_ids = shard_identity(cfg.shards)
         self.loader = StreamLoader(stream, cfg.batch_size, num_workers=cfg.workers,
@@ -387,7 +392,7 @@ class _Run:
             chosen, chosen_step = final, self.step
             if self.best is not None and self.best_head:
                 chosen, chosen_step = self.best_head, self.best["step"]
-            save_finetuned(self.model, cfg, chosen, chosen_step, self.step, self.best)
+            save_finetuned(self.model, cfg, chosen, chosen_step, self.step, self.best, self.filter_counts)
             load_head_state_dict(self.model, cfg.head, final)
             write_log(self.log_url, {"event": "end", "step": self.step, "head_sha256_per_rank": hashes,
                                      "best": self.best, "saved_head_step": chosen_step})
@@ -404,6 +409,24 @@ def _run(cfg: FinetuneConfig, info: DistInfo, on_step: Callable[[int, dict[str, 
 
 
 # ------------------------------------------------------------------------------------------- command line
+
+
+def parse_paste_filter(licences: str, categories: str | None) -> PasteFilter:
+    """``--exclude-licences 1,2,3`` and ``--categories dog,cow`` as a :class:`trainer.data.PasteFilter`.
+
+    Raises:
+        ValueError: For a licence id that is not an integer, or an empty category list.
+    """
+    try:
+        ids = tuple(sorted({int(v) for v in licences.split(",") if v.strip()}))
+    except ValueError:
+        raise ValueError(f"--exclude-licences takes integer COCO licence ids like 1,2,3, got {licences!r}") from None
+    cats = None
+    if categories is not None:
+        cats = tuple(sorted({v.strip() for v in categories.split(",") if v.strip()}))
+        if not cats:
+            raise ValueError("--categories needs at least one category name")
+    return PasteFilter(ids, cats)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -458,6 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-max-frames", type=int, default=None, help="validate on at most this many frames")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default="auto", choices=AMP_MODES, help="autocast on CUDA")
+    p.add_argument("--exclude-licences", default="", metavar="IDS",
+                   help="skip frames with an object whose COCO licence id is in this list (e.g. 1,2,3: COCO's "
+                        "NonCommercial licences; objects of unknown licence are skipped too)")
+    p.add_argument("--categories", default=None, metavar="NAMES",
+                   help="train only on frames whose pasted objects are all of these COCO categories (comma list)")
     p.add_argument("--allow-no-pastes", action="store_true",
                    help="train even when the shards hold no pasted pixel (refused by default)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it exists")
@@ -481,7 +509,8 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         shuffle_buffer=args.shuffle_buffer, workers=args.workers, seed=args.seed, save_every=args.save_every,
         log_every=args.log_every, val_shards=tuple(args.val_shards or ()), val_every=args.val_every,
         val_score=args.val_score, val_max_frames=args.val_max_frames, device=args.device, amp=args.amp,
-        resume=args.resume, progress=not args.no_progress, allow_no_pastes=args.allow_no_pastes)
+        resume=args.resume, progress=not args.no_progress, allow_no_pastes=args.allow_no_pastes,
+        paste_filter=parse_paste_filter(args.exclude_licences, args.categories))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from schemas.labels import NUM_CLASSES
 from schemas.manifest import join_url
 from schemas.storage import remove_if_empty
 from trainer.checkpoint import save_checkpoint
-from trainer.data import Augment
+from trainer.data import Augment, PasteFilter
 from trainer.heads import load_head_state_dict
 from trainer.losses import LossConfig
 from trainer.models import ARCHS, HEADS
@@ -75,6 +75,8 @@ class FinetuneConfig:
         progress: Show a progress bar (rank 0).
         allow_no_pastes: Train on shards without a single pasted pixel (refused by default: the OoD term would
             never act).
+        paste_filter: Frames to skip by their pasted objects' licences or categories
+            (:class:`trainer.data.PasteFilter`); the counts kept / skipped are recorded with the checkpoint.
     """
 
     shards: tuple[str, ...]
@@ -106,6 +108,7 @@ class FinetuneConfig:
     resume: bool = False
     progress: bool = True
     allow_no_pastes: bool = False
+    paste_filter: PasteFilter = field(default_factory=PasteFilter)
 
     def __post_init__(self) -> None:
         if not self.shards:
@@ -170,7 +173,7 @@ def write_log(url: str, record: dict[str, Any], *, new: bool = False) -> None:
 
 
 def save_finetuned(model: torch.nn.Module, cfg: FinetuneConfig, head: dict[str, torch.Tensor], step: int,
-                   steps: int, best: dict[str, Any] | None) -> str:
+                   steps: int, best: dict[str, Any] | None, filter_counts: dict[str, int] | None = None) -> str:
     """Write ``head.pt`` (the head's tensors) and ``model.pt`` (the model with that head) to ``cfg.out``.
 
     Args:
@@ -180,12 +183,14 @@ def save_finetuned(model: torch.nn.Module, cfg: FinetuneConfig, head: dict[str, 
         step: Step at which ``head`` was taken.
         steps: Steps run.
         best: Best validation result, or ``None``.
+        filter_counts: Frames kept and skipped by ``cfg.paste_filter`` (recorded in the metadata).
 
     Returns:
         The SHA-256 of ``head``.
     """
     meta = {"head": cfg.head, "step": step, "steps": steps, "base_checkpoint": cfg.checkpoint, "best": best,
-            "config": cfg.to_json()}
+            "config": cfg.to_json(), "paste_filter": {**dataclasses.asdict(cfg.paste_filter),
+                                                      "frames": filter_counts}}
     save_checkpoint(head, join_url(cfg.out, "head.pt"), metadata=meta, arch=cfg.arch, num_classes=cfg.num_classes)
     load_head_state_dict(model, cfg.head, head)
     save_checkpoint(model, join_url(cfg.out, "model.pt"), metadata=meta, arch=cfg.arch,

@@ -18,7 +18,7 @@ from synthetic.world import COCO_LICENSES
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpus")
-    assert cli.main(["world", "--out", str(root / "world"), "--seed", "3", "--train", "8", "--val", "0", "--anomaly",
+    assert cli.main(["world", "--out", str(root / "world"), "--seed", "0", "--train", "8", "--val", "0", "--anomaly",
                      "0", "--height", "64", "--width", "128", "--coco-images", "10", "--workers", "1",
                      "--no-progress"]) == 0
     assert cli.main(["bank", "--coco", str(root / "world" / "coco"), "--out", str(root / "bank"),
@@ -94,3 +94,49 @@ def test_the_card_is_a_dataset_card_and_the_corpus_loads_with_datasets_and_duckd
     assert ds.num_rows == 8 and "objects" in ds.column_names
     n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{corpus / 'aug'}/*.parquet')").fetchall()[0][0]
     assert n == 8
+
+
+def test_a_finetune_excludes_noncommercial_objects_and_records_it(corpus, tmp_path, capsys):
+    import pyarrow.parquet as pq
+    import torch
+
+    from trainer.cached import run_cached
+    from trainer.checkpoint import checkpoint_info, save_checkpoint
+    from trainer.data import PasteFilter, ShardStream
+    from trainer.finetune import FinetuneConfig, run
+    from trainer.models import build_model
+
+    frames = pq.read_table(str(corpus / "aug"), ignore_prefixes=["README", "_", "."]).to_pylist()
+    nc = {1, 2, 3}
+    expected_skip = {f["frame_id"] for f in frames if any(o["license_id"] in nc for o in f["objects"])}
+    assert expected_skip and len(expected_skip) < len(frames)  # the fixture has both kinds
+
+    flt = PasteFilter(exclude_licences=(1, 2, 3))
+    stream = ShardStream([str(corpus / "aug")], shuffle=False, rank=0, world_size=1, epochs=1, paste_filter=flt)
+    seen = {item["frame_id"] for item in stream}
+    assert seen == {f["frame_id"] for f in frames} - expected_skip
+    assert stream.filter_counts["skipped"] == len(expected_skip) == stream.filter_counts["skipped_licence"]
+    dropped = frames[0]["objects"][0]["category_name"]
+    allowed = tuple(sorted({o["category_name"] for f in frames for o in f["objects"]} - {dropped}))
+    cats = PasteFilter(categories=allowed)
+    without = {f["frame_id"] for f in frames if all(o["category_name"] != dropped for o in f["objects"])}
+    assert frames[0]["frame_id"] not in without
+    assert {i["frame_id"] for i in ShardStream([str(corpus / "aug")], shuffle=False, rank=0, world_size=1,
+                                               epochs=1, paste_filter=cats)} == without
+
+    torch.manual_seed(0)
+    base = str(tmp_path / "base.pt")
+    save_checkpoint(build_model("small"), base)
+    assert cli.main(["finetune", "--shards", str(corpus / "aug"), "--checkpoint", base, "--arch", "small", "--out",
+                     str(tmp_path / "ft"), "--steps", "2", "--batch-size", "2", "--workers", "0", "--no-flip",
+                     "--exclude-licences", "1,2,3", "--no-progress"]) == 0
+    assert f"skipped {len(expected_skip)}" in capsys.readouterr().err
+    meta = checkpoint_info(str(tmp_path / "ft" / "model.pt"))["metadata"]["metadata"]
+    assert meta["paste_filter"]["exclude_licences"] == [1, 2, 3]
+    assert meta["paste_filter"]["frames"]["skipped"] == len(expected_skip)
+    cfg = FinetuneConfig(shards=(str(corpus / "aug"),), checkpoint=base, out=str(tmp_path / "cached"), arch="small",
+                         steps=2, batch_size=2, workers=0, flip=False, progress=False, paste_filter=flt)
+    run_cached(cfg)
+    assert checkpoint_info(str(tmp_path / "cached" / "model.pt"))["metadata"]["metadata"]["paste_filter"]["frames"] == \
+        meta["paste_filter"]["frames"]
+    assert run  # the streamed path is the CLI run above
