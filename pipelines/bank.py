@@ -48,6 +48,8 @@ class BankConfig:
         split: COCO split name (``train2017``, ``val2017``).
         annotations: Annotation JSON URL; default ``<coco>/annotations/instances_<split>.json``.
         images: Image folder URL; default ``<coco>/<split>``.
+        exclude_licences: COCO licence ids whose images give no object (``excluded_licence`` filter; images of
+            unknown licence are left out too when any id is given).
         exclude: Category names never kept; None = :data:`pipelines.coco.DEFAULT_EXCLUDE` (names the dataset
             lacks are then ignored; explicitly given names must exist), () = exclude nothing.
         exclude_images: Drop every annotation of an image that contains an excluded category (Meta-OoD).
@@ -68,6 +70,7 @@ class BankConfig:
     images: str | None = None
     exclude: tuple[str, ...] | None = None
     exclude_images: bool = False
+    exclude_licences: tuple[int, ...] = ()
     keep_crowd: bool = False
     min_area: int = 256
     min_side: int = 8
@@ -122,7 +125,8 @@ class Catalog:
         """The cut rules of a run."""
         return CutRules(self.categories, self.excluded_ids, exclude_images=cfg.exclude_images,
                         keep_crowd=cfg.keep_crowd, min_area=cfg.min_area, min_side=cfg.min_side,
-                        margin=cfg.margin, png_level=cfg.png_level)
+                        margin=cfg.margin, png_level=cfg.png_level,
+                        excluded_licences=frozenset(cfg.exclude_licences))
 
 
 def load_catalog(cfg: BankConfig) -> Catalog:
@@ -325,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", nargs="*", metavar="CATEGORY", default=None,
                    help="COCO category names to leave out, replacing the default Cityscapes-overlapping list "
                         f"({', '.join(DEFAULT_EXCLUDE)}); give the flag with no names to exclude nothing")
+    p.add_argument("--exclude-licences", default="", metavar="IDS",
+                   help="COCO licence ids whose images give no object, e.g. 1,2,3 (COCO's NonCommercial ones); "
+                        "images without a licence are left out too when any id is given")
     p.add_argument("--exclude-images", action="store_true",
                    help="drop every image that contains an excluded category (as Meta-OoD does)")
     p.add_argument("--keep-crowd", action="store_true", help="keep iscrowd annotations (skipped by default)")
@@ -355,8 +362,20 @@ def config_from_args(args: argparse.Namespace) -> BankConfig:
         exclude=None if args.exclude is None else tuple(args.exclude), exclude_images=args.exclude_images,
         keep_crowd=args.keep_crowd, min_area=args.min_area, min_side=args.min_side, margin=args.margin,
         num_shards=args.num_shards, row_group_rows=args.row_group_rows, png_level=args.png_level,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, exclude_licences=parse_licences(args.exclude_licences),
     )
+
+
+def parse_licences(text: str) -> tuple[int, ...]:
+    """``1,2,3`` -> ``(1, 2, 3)``.
+
+    Raises:
+        ValueError: For a value that is not an integer.
+    """
+    try:
+        return tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        raise ValueError(f"--exclude-licences takes integer COCO licence ids like 1,2,3, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ the JSON ends in exactly one of three outcomes:
 * **rejected** (an error in the input, written to the rejects file with its reason): :data:`REJECT_REASONS`.
 
 Rules are applied in this order, the first that applies wins: ``invalid_annotation``, ``unknown_category``,
-``excluded_category``, ``excluded_image``, ``crowd``, ``box_outside_image``, ``invalid_polygon`` /
+``excluded_category``, ``excluded_licence``, ``excluded_image``, ``crowd``, ``box_outside_image``, ``invalid_polygon`` /
 ``invalid_rle``, ``empty_mask``, ``too_small``, then, only for annotations still wanted, the image is read once
 (``image_missing``, ``image_unreadable``, ``size_mismatch``). Images none of whose annotations survive the
 pixel-free rules are never read. Annotations that cannot be grouped (``duplicate_annotation`` ids,
@@ -37,7 +37,8 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 )
 """COCO categories that overlap Cityscapes classes and so are not out-of-distribution."""
 
-FILTER_REASONS: tuple[str, ...] = ("excluded_category", "excluded_image", "crowd", "empty_mask", "too_small")
+FILTER_REASONS: tuple[str, ...] = ("excluded_category", "excluded_licence", "excluded_image", "crowd", "empty_mask",
+                                   "too_small")
 """Why an annotation was deliberately left out (counted, not rejected)."""
 
 REJECT_REASONS: tuple[str, ...] = (
@@ -64,6 +65,8 @@ class CutRules:
         margin: Crop margin around the box as a fraction of its longer side (at least 1 pixel when > 0).
         box_tolerance: How far (pixels) a COCO bbox may reach outside the image before it is rejected.
         png_level: zlib level of the stored PNGs.
+        excluded_licences: COCO licence ids whose images give no object (an image of unknown licence neither,
+            when any is given).
     """
 
     categories: Mapping[int, str]
@@ -75,6 +78,7 @@ class CutRules:
     margin: float = 0.1
     box_tolerance: float = 1.0
     png_level: int = PNG_COMPRESS_LEVEL
+    excluded_licences: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if self.min_area < 0 or self.min_side < 0:
@@ -475,6 +479,8 @@ def _select_annotation(ann: dict[str, Any], image: Mapping[str, Any], image_url:
                         f"annotation {aid}: category_id {cid} is not in 'categories'")
     if cid in rules.excluded_ids:
         return Filtered(aid, "excluded_category")
+    if rules.excluded_licences and (image.get("license_id") is None or image["license_id"] in rules.excluded_licences):
+        return Filtered(aid, "excluded_licence")
     if excluded_here:
         return Filtered(aid, "excluded_image")
     if bool(ann.get("iscrowd", 0)) and not rules.keep_crowd:

@@ -11,6 +11,7 @@ from schemas.labels import NUM_CLASSES
 from stylepaste.study.config import ALIGNMENTS, DEFAULT_ALIGNMENT, DEFAULT_INLIER, LEARNED, StudyConfig
 from stylepaste.study.runner import run
 from style_transfer.registry import AlignerSpec
+from trainer.finetune import parse_paste_filter
 from trainer.losses import INLIER_KINDS
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -78,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed 0; 20 steps; 50 probe steps")
     p.add_argument("--report-only", action="store_true", help="only aggregate the runs already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument("--exclude-licences", default="", metavar="IDS",
+                   help="skip frames with an object of these COCO licence ids (as stylepaste finetune)")
+    p.add_argument("--categories", default=None, metavar="NAMES",
+                   help="train only on frames whose pastes are all of these categories (as stylepaste finetune)")
     return p
 
 
@@ -94,6 +99,7 @@ def _learned(params_json: str) -> AlignerSpec | None:
 def config_from_args(a: argparse.Namespace) -> StudyConfig:
     """Build the :class:`StudyConfig` from parsed arguments."""
     cfg = StudyConfig(
+        paste_filter=parse_paste_filter(a.exclude_licences, a.categories),
         world=a.world, eval_world=a.eval_world, bank=a.bank, bases=tuple(a.base), out=a.out, arch=a.arch, alignments=tuple(a.alignments),
         learned=_learned(a.learned_params), default_alignment=a.default_alignment, inliers=tuple(a.inliers),
         inlier=a.inlier, inlier_weight=a.inlier_weight, probe_steps=a.probe_steps, ks=tuple(a.ks),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.labels import NUM_CLASSES
 from style_transfer.aligners import DEFAULT_ALIGNER
 from style_transfer.registry import AlignerSpec
+from trainer.data import PasteFilter
 from trainer.losses import INLIER_KINDS, LossConfig
 
 ALIGNMENTS: dict[str, AlignerSpec] = {
@@ -127,6 +128,8 @@ class StudyConfig:
         feature_batch: Frames per body forward when caching train features.
         threads: ``torch.set_num_threads`` (``None``: leave torch's default).
         progress: Print a line per run.
+        paste_filter: Frames of the corpora to skip by their pasted objects' licences or categories
+            (:class:`trainer.data.PasteFilter`); a run recorded under another filter is run again.
     """
 
     world: str
@@ -160,6 +163,7 @@ class StudyConfig:
     feature_batch: int = 4
     threads: int | None = None
     progress: bool = True
+    paste_filter: PasteFilter = field(default_factory=PasteFilter)
 
     def __post_init__(self) -> None:
         if not self.bases:

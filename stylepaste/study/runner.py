@@ -154,7 +154,7 @@ def finetune_config(cfg: StudyConfig, st: Setting, base: str, seed: int, shards:
                           num_classes=cfg.num_classes, head=st.head, loss=loss, steps=cfg.steps,
                           lr=cfg.lr, optimizer=cfg.optimizer, batch_size=cfg.batch_size, flip=False,
                           shuffle_buffer=cfg.shuffle_buffer, workers=cfg.order_workers, seed=seed, device="cpu",
-                          amp="off", progress=False)
+                          amp="off", progress=False, paste_filter=cfg.paste_filter)
 
 
 def _base_runs(cfg: StudyConfig, bases: _Bases, report_only: bool, timings: dict[str, float]
@@ -263,7 +263,7 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
         _probes(cfg, bases, corpora)
     for st, b, seed in run_order(cfg):
         f = out / "runs" / f"{st.key}_base{bases.tag[b]}_seed{seed}.json"
-        if _current(f) or report_only:
+        if report_only or (_current(f) and _same_filter(f, cfg)):
             continue
         if st.alignment not in corpora:  # built when first needed
             t = time.perf_counter()
@@ -274,6 +274,13 @@ def run(cfg: StudyConfig, *, report_only: bool = False) -> dict[str, Any]:
     if report_only:
         return write_report(cfg)
     return write_report(cfg, timings=timings, seconds=time.perf_counter() - t_start)
+
+
+def _same_filter(record: Path, cfg: StudyConfig) -> bool:
+    """Whether a finetune record was trained under ``cfg.paste_filter``."""
+    saved = json.loads(record.read_text()).get("finetune_config", {}).get("paste_filter")
+    mine = json.loads(json.dumps(asdict(cfg.paste_filter)))
+    return (saved or json.loads(json.dumps(asdict(type(cfg.paste_filter)())))) == mine
 
 
 def _current(record: Path) -> bool:

@@ -140,3 +140,18 @@ def test_a_finetune_excludes_noncommercial_objects_and_records_it(corpus, tmp_pa
     assert checkpoint_info(str(tmp_path / "cached" / "model.pt"))["metadata"]["metadata"]["paste_filter"]["frames"] == \
         meta["paste_filter"]["frames"]
     assert run  # the streamed path is the CLI run above
+
+
+def test_the_bank_can_leave_out_licences_at_build_time(corpus, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "bank_commercial"
+    assert cli.main(["bank", "--coco", str(corpus / "world" / "coco"), "--out", str(out), "--num-shards", "1",
+                     "--exclude-licences", "1,2,3"]) == 0
+    rows = pq.read_table(str(out), ignore_prefixes=["README", "_", "."]).to_pylist()
+    full = pq.read_table(str(corpus / "bank"), ignore_prefixes=["README", "_", "."]).to_pylist()
+    assert rows and all(r["license_id"] not in (1, 2, 3) for r in rows)
+    assert {r["object_id"] for r in rows} == {r["object_id"] for r in full if r["license_id"] not in (1, 2, 3)}
+    man = read_manifest(str(out))
+    # every annotation of those images is counted there, also ones a later rule (too small, ...) would drop
+    assert man.counts["filtered"]["excluded_licence"] >= len(full) - len(rows) > 0
