@@ -63,7 +63,9 @@ from schemas.manifest import (
     MANIFEST_NAME, REJECTS_NAME, Manifest, ShardInfo, code_version, join_url, open_shard, read_manifest, shard_info,
 )
 from schemas.rng import stable_hash
-from schemas.storage import WORK_DIR, commit_replace, new_run_id, recover, remove_if_empty, write_owner
+from schemas.storage import (
+    WORK_DIR, atomic_write, commit_add, commit_replace, new_run_id, recover, remove_if_empty, write_owner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +156,18 @@ def nest_counts(flat: Mapping[str, int]) -> dict[str, Any]:
                 raise ValueError(f"count key {key!r} is a group of counts, not a total")
             out[key] = out.get(key, 0) + n
     return {k: (dict(sorted(v.items())) if isinstance(v, dict) else v) for k, v in sorted(out.items())}
+
+
+def add_counts(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two runs' nested counts added up (keys of either; numbers summed, dicts merged recursively)."""
+    out: dict[str, Any] = {}
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, Mapping) or isinstance(y, Mapping):
+            out[key] = add_counts(x or {}, y or {})
+        else:
+            out[key] = (x or 0) + (y or 0)
+    return out
 
 
 def check_accounting(counts: Mapping[str, Any]) -> None:
@@ -523,6 +537,104 @@ class RunFolder:
         write_owner(work_url)
         return cls(out_url, work_url, created)
 
+    def _validated(self, kind: ShardKind, parameters: Mapping[str, Any] | None, seed: int | None,
+                   source: Mapping[str, Any] | None) -> tuple[list[str], Manifest]:
+        """Check the work folder (schemas, balanced accounting, rows and rejects as counted) and describe it.
+
+        Returns:
+            The shard file names and the manifest of the work folder's shards.
+
+        Raises:
+            RuntimeError: If the work folder is incomplete or the accounting does not balance.
+        """
+        fs, work = fsspec.core.url_to_fs(self.work_url)
+        names = sorted(posixpath.basename(p) for p in fs.ls(work, detail=False))
+        shard_names = [n for n in names if n.endswith(".parquet")]
+        if COUNTS_NAME not in names:
+            raise RuntimeError(f"{self.work_url}: the pipeline wrote no {COUNTS_NAME}; the run did not finish")
+        with fs.open(posixpath.join(work, COUNTS_NAME), "rb") as f:
+            counts = nest_counts(json.loads(f.read().decode("utf-8")))
+        check_accounting(counts)
+        shards = []
+        for name in shard_names:
+            url = join_url(self.work_url, name)
+            open_shard(url, kind)  # validates the schema
+            shards.append(shard_info(url))
+        rows = sum(s.rows for s in shards)
+        if rows != counts[WRITTEN]:
+            raise RuntimeError(f"{self.work_url}: the shards hold {rows} rows but {counts[WRITTEN]} were counted as "
+                               "written")
+        rejected = sum(counts[REJECTED].values())
+        if REJECTS_NAME in names:
+            with fs.open(posixpath.join(work, REJECTS_NAME), "rb") as f:
+                lines = sum(1 for line in f.read().decode("utf-8").splitlines() if line.strip())
+        else:
+            lines = 0
+            _write_text(join_url(self.work_url, REJECTS_NAME), "")
+        if lines != rejected:
+            raise RuntimeError(f"{self.work_url}: {REJECTS_NAME} has {lines} lines but {rejected} rejects were counted")
+        manifest = Manifest(kind=kind.name, schema_version=kind.version, shards=tuple(shards),
+                            parameters=_json_safe(dict(parameters or {})), seed=seed,
+                            source=_json_safe(dict(source or {})), counts=counts, written_by=code_version())
+
+        return shard_names, manifest
+
+    @classmethod
+    def begin_append(cls, out_url: str, kind: ShardKind, inputs: Sequence[str] = ()) -> tuple[RunFolder, str]:
+        """Start a run that adds shards to the output of ``kind`` in ``out_url`` (:meth:`commit_append`).
+
+        Returns:
+            The run folder and the file-name prefix of its shards (``append<N>``, N counting the appends), so
+            that no existing shard name is reused.
+
+        Raises:
+            FileNotFoundError: If ``out_url`` holds no output to add to.
+            schemas.arrow.SchemaMismatchError: If it holds another kind.
+        """
+        check_not_an_input(out_url, inputs)
+        for line in recover(out_url):
+            log.warning(line)
+        man = read_manifest(out_url, kind=kind)
+        if man.schema_version != kind.version:
+            raise ValueError(f"{out_url} holds {man.kind} v{man.schema_version} shards; appending writes "
+                             f"v{kind.version}: rebuild the corpus instead of growing it")
+        prefix = f"append{len(man.source.get('appends', [])) + 1}"
+        work_url = join_url(out_url, WORK_DIR, new_run_id())
+        fs, _ = fsspec.core.url_to_fs(out_url)
+        fs.makedirs(fsspec.core.url_to_fs(work_url)[1], exist_ok=True)
+        write_owner(work_url)
+        return cls(out_url, work_url, False), prefix
+
+    def commit_append(self, kind: ShardKind, *, parameters: Mapping[str, Any] | None = None,
+                      seed: int | None = None, source: Mapping[str, Any] | None = None) -> Manifest:
+        """Validate the work folder like :meth:`commit`, add its shards to the output and replace the manifest
+        by one that lists the old shards, then the new ones (:func:`schemas.storage.commit_add`: no existing
+        shard is moved or rewritten). The accounting adds up; the appended run's settings, seed, inputs and
+        counts are recorded under ``source["appends"]``; the card is written again.
+
+        Raises:
+            RuntimeError: If the work folder is incomplete or its accounting does not balance.
+        """
+        fs, work = fsspec.core.url_to_fs(self.work_url)
+        shard_names, added = self._validated(kind, parameters, seed, source)
+        old = read_manifest(self.out_url, kind=kind)
+        appends = [*old.source.get("appends", []), {
+            "seed": seed, "parameters": added.parameters, "source": added.source, "counts": added.counts,
+            "shards": [s.path for s in added.shards], "written_by": added.written_by}]
+        merged = Manifest(kind=old.kind, schema_version=old.schema_version, shards=old.shards + added.shards,
+                          parameters=old.parameters, seed=old.seed, source={**old.source, "appends": appends},
+                          counts=add_counts(old.counts, added.counts), written_by=old.written_by)
+        check_accounting(merged.counts)
+        # this run's rejects keep their own file beside the first run's: _rejects.<prefix>.jsonl
+        prefix = shard_names[0].split("-")[0] if shard_names else "append"
+        rejects_name = f"_rejects.{prefix}.jsonl"
+        fs.mv(posixpath.join(work, REJECTS_NAME), posixpath.join(work, rejects_name))
+        commit_add(self.out_url, self.work_url, [*shard_names, rejects_name], merged.to_json())
+        if kind.name in KINDS:
+            info = corpus_info(self.out_url, merged)
+            atomic_write(join_url(self.out_url, CARD_NAME), card_text(info).encode("utf-8"))
+        return merged
+
     def discard(self) -> None:
         """Remove this run's work folder, the ``_temporary`` folder when empty, and the output folder when
         this run created it and it is empty. Never touches committed files of other runs."""
@@ -560,35 +672,7 @@ class RunFolder:
         """
         fs, work = fsspec.core.url_to_fs(self.work_url)
         _, out = fsspec.core.url_to_fs(self.out_url)
-        names = sorted(posixpath.basename(p) for p in fs.ls(work, detail=False))
-        shard_names = [n for n in names if n.endswith(".parquet")]
-        if COUNTS_NAME not in names:
-            raise RuntimeError(f"{self.work_url}: the pipeline wrote no {COUNTS_NAME}; the run did not finish")
-        with fs.open(posixpath.join(work, COUNTS_NAME), "rb") as f:
-            counts = nest_counts(json.loads(f.read().decode("utf-8")))
-        check_accounting(counts)
-        shards = []
-        for name in shard_names:
-            url = join_url(self.work_url, name)
-            open_shard(url, kind)  # validates the schema
-            shards.append(shard_info(url))
-        rows = sum(s.rows for s in shards)
-        if rows != counts[WRITTEN]:
-            raise RuntimeError(f"{self.work_url}: the shards hold {rows} rows but {counts[WRITTEN]} were counted as "
-                               "written")
-        rejected = sum(counts[REJECTED].values())
-        if REJECTS_NAME in names:
-            with fs.open(posixpath.join(work, REJECTS_NAME), "rb") as f:
-                lines = sum(1 for line in f.read().decode("utf-8").splitlines() if line.strip())
-        else:
-            lines = 0
-            _write_text(join_url(self.work_url, REJECTS_NAME), "")
-        if lines != rejected:
-            raise RuntimeError(f"{self.work_url}: {REJECTS_NAME} has {lines} lines but {rejected} rejects were counted")
-        manifest = Manifest(kind=kind.name, schema_version=kind.version, shards=tuple(shards),
-                            parameters=_json_safe(dict(parameters or {})), seed=seed,
-                            source=_json_safe(dict(source or {})), counts=counts, written_by=code_version())
-
+        shard_names, manifest = self._validated(kind, parameters, seed, source)
         extra = []
         if kind.name in KINDS:  # the dataset card of a bank or frame corpus
             info = corpus_info(self.work_url, manifest)

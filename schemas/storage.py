@@ -199,6 +199,37 @@ def commit_replace(out_url: str, work_url: str, new_names: Sequence[str], manife
     _finish(fs, out, record)
 
 
+def commit_add(out_url: str, work_url: str, new_names: Sequence[str], manifest_text: str, *,
+               marker: str = MANIFEST_NAME) -> None:
+    """Add the files ``new_names`` of ``work_url`` to ``out_url`` (none may exist there) and replace its manifest by
+    ``manifest_text``, journaled like :func:`commit_replace`: until the new manifest is written the folder reads as
+    before (the old manifest does not list the new files), and a kill before that point is rolled back by removing
+    only the added files; existing files are never moved or rewritten.
+
+    Raises:
+        FileExistsError: If a new name exists in ``out_url`` already.
+    """
+    fs, out = fsspec.core.url_to_fs(out_url)
+    _, work = fsspec.core.url_to_fs(work_url)
+    clash = [n for n in new_names if fs.exists(posixpath.join(out, n))]
+    if clash:
+        raise FileExistsError(f"{out_url} already holds {', '.join(clash[:3])}; nothing was added")
+    run = posixpath.basename(work.rstrip("/"))
+    journal = posixpath.join(out, WORK_DIR, run + JOURNAL_SUFFIX)
+    record = {"version": 1, "run": run, "old": [], "new": list(new_names), "marker": marker, "mode": "add",
+              "manifest_sha256": hashlib.sha256(manifest_text.encode("utf-8")).hexdigest(),
+              "owner": asdict(Owner.me())}
+    atomic_write(_url(fs, journal), json.dumps(record).encode("utf-8"))
+    try:
+        for name in new_names:
+            _mv(fs, posixpath.join(work, name), posixpath.join(out, name))
+        atomic_write(_url(fs, posixpath.join(out, marker)), manifest_text.encode("utf-8"))
+    except BaseException:
+        _roll_back(fs, out, record)
+        raise
+    _finish(fs, out, record)
+
+
 def _url(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
 
@@ -226,7 +257,10 @@ def _roll_back(fs: fsspec.AbstractFileSystem, out: str, record: dict[str, Any]) 
     aside = posixpath.join(tmp, record["run"] + ASIDE_SUFFIX)
     marker = record.get("marker", MANIFEST_NAME)
     in_aside = set(_names(fs, aside))
-    if set(record["old"]) <= in_aside:
+    if record.get("mode") == "add":  # only files were added; the old manifest stayed in place
+        for name in record["new"]:
+            _rm(fs, posixpath.join(out, name))
+    elif set(record["old"]) <= in_aside:
         # every old entry was set aside before any new file moved in: what is in the folder now is new
         for name in [*record["new"], marker]:
             _rm(fs, posixpath.join(out, name))

@@ -236,11 +236,18 @@ def finetune_cached(cfg: FinetuneConfig, cache: FeatureCache, *, model: torch.nn
     stream = ShardStream(list(cfg.shards), seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, rank=0, world_size=1,
                          uneven="pad", epochs=None, paste_filter=cfg.paste_filter)
     ids = shard_frame_ids(stream)
-    where = cache.index()
-    try:
-        order = [[where[ids[s][r]] for s, r in b] for b in batch_order(stream, cfg.batch_size, cfg.workers, cfg.steps)]
-    except KeyError as err:
-        raise ValueError(f"frame {err} of {list(cfg.shards)} is not in the feature cache") from None
+    batches = batch_order(stream, cfg.batch_size, cfg.workers, cfg.steps)
+    if cache.ids == [fid for shard in ids for fid in shard]:
+        # the cache holds exactly these shards' rows in order: a row's position is its index (this also serves a
+        # corpus that holds a frame twice, e.g. one grown by augment --append)
+        offsets = np.cumsum([0] + [len(shard) for shard in ids])
+        order = [[int(offsets[s]) + r for s, r in b] for b in batches]
+    else:
+        where = cache.index()
+        try:
+            order = [[where[ids[s][r]] for s, r in b] for b in batches]
+        except KeyError as err:
+            raise ValueError(f"frame {err} of {list(cfg.shards)} is not in the feature cache") from None
     log: list[dict[str, float]] = []
     model.train()
     for step, idx in enumerate(tqdm(order, disable=not progress, desc="finetune (cached)", unit="step",

@@ -169,7 +169,8 @@ def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, url: str,
     diffs = [f"{k}: saved {saved.get(k)!r}, now {mine[k]!r}" for k in mine
              if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k] and not (k == "shards" and same_shards)]
     if saved_shards is not None and not same_shards and not any(d.startswith("shards:") for d in diffs):
-        diffs.append("shards: the same URLs now name other shard files")
+        diffs.append("shards: the corpus changed since the run started (grown by stylepaste augment --append, or "
+                     "rewritten); start a new run on it")
     if diffs:
         raise ValueError(f"cannot resume from {url}: settings differ ({'; '.join(diffs)}); only "
                          f"{sorted(RESUMABLE_CHANGES)} may change")

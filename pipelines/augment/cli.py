@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     io_.add_argument("--max-frames", type=int, default=None,
                      help="use only the first N frames by frame id (None: all)")
     io_.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    io_.add_argument("--append", action="store_true",
+                     help="add this run's frames (e.g. drawn with another --seed) to the corpus in --out as new "
+                          "shards; existing shards stay byte for byte, the manifest is replaced atomically")
 
     plan = p.add_argument_group("paste plan (drawn per frame from --seed and the frame id)")
     plan.add_argument("--seed", type=int, default=d.seed, help="run seed")
@@ -249,7 +252,7 @@ def config_from_args(args: argparse.Namespace) -> AugmentConfig:
         style_height=args.style_height, seed=args.seed, num_shards=args.num_shards,
         row_group_rows=args.row_group_rows, image_codec=args.image_codec, image_quality=args.image_quality,
         png_level=args.png_level, device=args.device, align_batch_size=args.align_batch_size,
-        torch_threads=args.torch_threads, max_frames=args.max_frames, overwrite=args.overwrite)
+        torch_threads=args.torch_threads, max_frames=args.max_frames, overwrite=args.overwrite, append=args.append)
 
 
 def main(argv: list[str] | None = None) -> int:

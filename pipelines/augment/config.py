@@ -60,6 +60,8 @@ class AugmentConfig:
         max_frames: Use only the first N frames (sorted by frame id); None for all.
         overwrite: Replace a non-empty output folder after a successful run.
         frame_terms: Terms of use of the source frames, recorded in every row (``frame_terms``).
+        append: Add this run's frames to the corpus in ``out`` as new shards (another seed, other settings)
+            instead of writing a new corpus; existing shards are never rewritten.
     """
 
     cityscapes: str
@@ -84,6 +86,7 @@ class AugmentConfig:
     max_frames: int | None = None
     overwrite: bool = False
     frame_terms: str = CITYSCAPES_TERMS
+    append: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.aligner, AlignerSpec):
@@ -113,6 +116,8 @@ class AugmentConfig:
             raise ValueError(f"--max-frames must be >= 1, got {self.max_frames}")
         if self.seed < 0:
             raise ValueError(f"--seed must be >= 0, got {self.seed}")
+        if self.append and self.overwrite:
+            raise ValueError("--append adds to the corpus in --out and --overwrite replaces it: give one of them")
 
     @property
     def aligner_run(self) -> AlignerSpec:

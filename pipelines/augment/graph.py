@@ -127,10 +127,11 @@ def build_pipeline(p: beam.Pipeline, cfg: AugmentConfig, frames: Sequence[Citysc
     return AugmentOutputs(rows, rejects, counts)
 
 
-def write_outputs(outputs: AugmentOutputs, cfg: AugmentConfig, work_url: str) -> None:
-    """Write rows, rejects and counts into a run's work folder (:class:`pipelines.beam_io.RunFolder`)."""
+def write_outputs(outputs: AugmentOutputs, cfg: AugmentConfig, work_url: str, prefix: str = "shard") -> None:
+    """Write rows, rejects and counts into a run's work folder (:class:`pipelines.beam_io.RunFolder`); shard
+    files are named ``<prefix>-NNNNN-of-MMMMM.parquet``."""
     outputs.rows | "WriteShards" >> beam_io.WriteShards(FRAME, work_url, cfg.num_shards, key="frame_id",
-                                                        row_group_rows=cfg.row_group_rows)
+                                                        row_group_rows=cfg.row_group_rows, prefix=prefix)
     outputs.rejects | "WriteRejects" >> beam_io.WriteRejects(work_url)
     outputs.counts | "WriteCounts" >> beam_io.WriteCounts(work_url)
 
@@ -188,13 +189,22 @@ def run(cfg: AugmentConfig, options: beam.options.pipeline_options.PipelineOptio
     options = options or PipelineOptions(["--runner=DirectRunner"])
     running.check_shared_storage([cfg.out, cfg.cityscapes, cfg.bank], options)
     frames, bank_urls, source = resolve_inputs(cfg)
-    folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite, kind=FRAME, inputs=[cfg.cityscapes, cfg.bank])
+    inputs = [cfg.cityscapes, cfg.bank]
+    prefix = "shard"
+    if cfg.append:
+        folder, prefix = beam_io.RunFolder.begin_append(cfg.out, FRAME, inputs)
+    else:
+        folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite, kind=FRAME, inputs=inputs)
     try:
         p = beam.Pipeline(options=options)
-        write_outputs(build_pipeline(p, cfg, frames, bank_urls), cfg, folder.work_url)
+        write_outputs(build_pipeline(p, cfg, frames, bank_urls), cfg, folder.work_url, prefix)
         running.run_to_completion(p)
-        manifest = folder.commit(FRAME, parameters=cfg.manifest_parameters(), seed=cfg.seed, source=source,
-                                 overwrite=cfg.overwrite)
+        if cfg.append:
+            manifest = folder.commit_append(FRAME, parameters=cfg.manifest_parameters(), seed=cfg.seed,
+                                            source=source)
+        else:
+            manifest = folder.commit(FRAME, parameters=cfg.manifest_parameters(), seed=cfg.seed, source=source,
+                                     overwrite=cfg.overwrite)
     except BaseException:
         folder.discard()
         raise

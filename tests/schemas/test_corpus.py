@@ -155,3 +155,55 @@ def test_the_bank_can_leave_out_licences_at_build_time(corpus, tmp_path):
     man = read_manifest(str(out))
     # every annotation of those images is counted there, also ones a later rule (too small, ...) would drop
     assert man.counts["filtered"]["excluded_licence"] >= len(full) - len(rows) > 0
+
+
+def test_append_grows_a_corpus_without_rewriting_a_shard(corpus, tmp_path):
+    import hashlib
+
+    import torch
+
+    from trainer.cached import run_cached
+    from trainer.checkpoint import save_checkpoint
+    from trainer.data import ShardStream
+    from trainer.finetune import FinetuneConfig, run
+    from trainer.models import build_model
+
+    aug = tmp_path / "aug"
+    shutil.copytree(corpus / "aug", aug)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in aug.glob("*.parquet")}
+    old = read_manifest(str(aug))
+    # a finetune started before the append
+    torch.manual_seed(0)
+    base = str(tmp_path / "base.pt")
+    save_checkpoint(build_model("small"), base)
+    cfg = FinetuneConfig(shards=(str(aug),), checkpoint=base, out=str(tmp_path / "ft"), arch="small", steps=4,
+                         batch_size=2, workers=0, flip=False, progress=False, save_every=2)
+
+    class Stop(Exception):
+        pass
+
+    def stop(step, _):
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(cfg, on_step=stop)
+    assert cli.main(["augment", "--cityscapes", str(corpus / "world" / "cityscapes"), "--bank", str(corpus / "bank"),
+                     "--out", str(aug), "--num-shards", "2", "--paste-prob", "1.0", "--seed", "7", "--append"]) == 0
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in aug.glob("*.parquet")}
+    assert {k: after[k] for k in before} == before  # the old shards byte for byte
+    assert sorted(set(after) - set(before)) == ["append1-00000-of-00002.parquet", "append1-00001-of-00002.parquet"]
+    man = read_manifest(str(aug))
+    assert man.rows == 2 * old.rows and [s.path for s in man.shards[:2]] == [s.path for s in old.shards]
+    assert man.counts["inputs"] == 2 * old.counts["inputs"] and man.source["appends"][0]["seed"] == 7
+    assert verify_corpus(str(aug)) == []
+    assert (aug / "_rejects.append1.jsonl").exists()
+    # the grown corpus streams deterministically, twice the frames
+    a = [i["frame_id"] for i in ShardStream([str(aug)], seed=3, rank=0, world_size=1, epochs=1)]
+    b = [i["frame_id"] for i in ShardStream([str(aug)], seed=3, rank=0, world_size=1, epochs=1)]
+    assert a == b and len(a) == man.rows
+    # resuming the run started before the append is refused
+    with pytest.raises(ValueError, match="corpus changed since the run started"):
+        run(FinetuneConfig(**{**cfg.__dict__, "resume": True}))
+    # the cached path trains on a corpus that holds each frame twice
+    assert run_cached(FinetuneConfig(**{**cfg.__dict__, "out": str(tmp_path / "cached"), "steps": 2}))["step"] == 2
