@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -150,7 +151,8 @@ def test_manifest_round_trip(tmp_path):
     table = table_from_rows([_bank_row(i) for i in range(5)], OBJECT_BANK)
     pq.write_table(table, tmp_path / "s0.parquet", row_group_size=2)
     info = shard_info(str(tmp_path / "s0.parquet"))
-    assert info == ShardInfo("s0.parquet", 5, 3, (2, 2, 1))
+    data = (tmp_path / "s0.parquet").read_bytes()
+    assert info == ShardInfo("s0.parquet", 5, 3, (2, 2, 1), len(data), hashlib.sha256(data).hexdigest())
     man = Manifest("object_bank", 1, (info,), {"min_area": 16}, 7, {"coco": "/x"},
                    {"inputs": 6, "written": 5, "filtered": {"crowd": 1}, "rejected": {}})
     write_manifest(str(tmp_path), man)

@@ -153,7 +153,7 @@ def test_report_folder_overwrite_rules_and_no_partial_report(tmp_path, monkeypat
 
 
 @pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory):
+def fault_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalworld")
     assert world.main(["--out", str(root / "w"), "--train", "1", "--val", "1", "--anomaly", "2", "--height", "64",
                        "--width", "128", "--coco-images", "0", "--workers", "1", "--no-progress"]) == 0
@@ -162,13 +162,13 @@ def tiny_world(tmp_path_factory):
     return root
 
 
-def _broken_copy(tiny_world, tmp_path, fault):
+def _broken_copy(fault_world, tmp_path, fault):
     import shutil
 
     from schemas.codecs import encode_png, read_label
 
     root = tmp_path / "w"
-    shutil.copytree(tiny_world / "w", root)
+    shutil.copytree(fault_world / "w", root)
     fs_dir = root / "fishyscapes_lostandfound" / "FS_LostFound_full"
     label = fs_dir / "labels_masks" / "0.png"
     if fault == "label value 7":
@@ -198,12 +198,12 @@ def _broken_copy(tiny_world, tmp_path, fault):
     ("label value 7", "7"), ("wrong-size label", "0.png"), ("missing label", "0.png"),
     ("empty dataset", "synthetic"), ("no anomaly pixel", "anomal"), ("missing root", "w"), ("wrong arch", "r101"),
 ])
-def test_evaluate_faults_end_in_one_line_errors(tiny_world, tmp_path, capsys, fault, expected):
+def test_evaluate_faults_end_in_one_line_errors(fault_world, tmp_path, capsys, fault, expected):
     from stylepaste import cli
 
-    root = _broken_copy(tiny_world, tmp_path, fault)
+    root = _broken_copy(fault_world, tmp_path, fault)
     arch = "r101" if fault == "wrong arch" else "small"
-    rc = cli.main(["evaluate", "--checkpoint", str(tiny_world / "small.pt"), "--arch", arch, "--dataset",
+    rc = cli.main(["evaluate", "--checkpoint", str(fault_world / "small.pt"), "--arch", arch, "--dataset",
                    f"synthetic={root}", "--out", str(tmp_path / "eval"), "--no-progress", "--overlays", "0"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(err) == 1 and err[0].startswith("stylepaste evaluate: error: "), err

@@ -27,7 +27,7 @@ def frame_row(frame_id: str, rng: np.random.Generator, size: tuple[int, int] = (
         "frame_id": frame_id, "split": "train", "image": encode_png(image), "label": encode_png(label),
         "height": h, "width": w, "ood_pixels": int((label == OOD).sum()), "objects": [], "aligner": "none",
         "aligner_params": "{}", "seed": 0, "source_image": f"mem://{frame_id}.png",
-        "source_label": f"mem://{frame_id}_label.png",
+        "source_label": f"mem://{frame_id}_label.png", "frame_terms": "synthetic test frame",
     }
 
 
