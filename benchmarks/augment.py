@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from pipelines import augment, beam_io  # noqa: E402
+from pipelines import augment, run_folder  # noqa: E402
 from pipelines.bank import BankConfig  # noqa: E402
 from pipelines.bank import run as run_bank  # noqa: E402
 from schemas.arrow import FRAME  # noqa: E402
@@ -95,7 +95,7 @@ def metric_sums(result: beam.runners.runner.PipelineResult) -> dict[str, float]:
 
 def run_once(cfg: augment.AugmentConfig, workers: int) -> tuple[float, dict[str, float], dict]:
     frames, bank_urls, _ = augment.resolve_inputs(cfg)
-    folder = beam_io.RunFolder.begin(cfg.out, overwrite=True)
+    folder = run_folder.RunFolder.begin(cfg.out, overwrite=True)
     p = beam.Pipeline(options=options(workers))
     augment.write_outputs(augment.build_pipeline(p, cfg, frames, bank_urls), cfg, folder.work_url)
     start = time.perf_counter()

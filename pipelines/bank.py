@@ -10,7 +10,7 @@ Pipeline (DirectRunner by default; Dataflow, Flink or Spark with the usual Beam 
 with its annotations; ``CutObjects`` decides every annotation (:mod:`pipelines.coco`), reads and decodes each
 image at most once, computes its style statistics once (:func:`style_transfer.stats.image_style_stats`) and
 emits one object-bank row per kept object (object id = annotation id). The driver then commits the work
-folder (:class:`pipelines.beam_io.RunFolder`): shards + ``_rejects.jsonl``, then ``_manifest.json``, and prints
+folder (:class:`pipelines.run_folder.RunFolder`): shards + ``_rejects.jsonl``, then ``_manifest.json``, and prints
 ``inputs = written + filtered (by reason) + rejected (by reason)``.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import beam_io, running
+from pipelines import beam_io, run_folder, running
 from pipelines.coco import (
     DEFAULT_EXCLUDE, FILTER_REASONS, REJECT_REASONS, STAGE, CutRules, Filtered, Kept, Rejected, category_table,
     cut_image_objects, group_by_image, read_instances, resolve_excluded,
@@ -231,7 +231,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BankConfig, work_url: str, catalog: Ca
     Args:
         p: The pipeline (a ``TestPipeline`` in tests).
         cfg: Run settings.
-        work_url: Folder the run writes into (see :class:`pipelines.beam_io.RunFolder`).
+        work_url: Folder the run writes into (see :class:`pipelines.run_folder.RunFolder`).
         catalog: Categories and exclusions; read from the annotation JSON when None.
 
     Returns:
@@ -275,7 +275,7 @@ def run(cfg: BankConfig, options: PipelineOptions | None = None) -> Manifest:
     options = options or PipelineOptions(["--runner=DirectRunner"])
     running.check_shared_storage([cfg.coco, cfg.annotations_url, cfg.images_url, cfg.out], options)
     catalog = load_catalog(cfg)
-    folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite, kind=OBJECT_BANK,
+    folder = run_folder.RunFolder.begin(cfg.out, overwrite=cfg.overwrite, kind=OBJECT_BANK,
                                      inputs=[cfg.coco, cfg.annotations_url, cfg.images_url])
     try:
         pipeline = beam.Pipeline(options=options)

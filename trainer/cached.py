@@ -34,9 +34,10 @@ from evaluation.datasets import open_dataset
 from schemas.arrow import FRAME
 from schemas.manifest import join_url, open_shard, resolve_shards
 from trainer.checkpoint import load_checkpoint
-from trainer.data import Augment, ShardStream, filter_rows, require_pastes
+from trainer.data import Augment, ShardStream
 from trainer.heads import BaseHead, freeze_all_but_head, head_loss, head_state_dict
 from trainer.models import build_model, normalize
+from trainer.subsets import filter_rows, require_pastes
 from trainer.training import (
     FinetuneConfig,
     make_optimizer,

@@ -41,21 +41,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from evaluation.loop import LogitsEvaluator
-from schemas.labels import IGNORE, NUM_CLASSES, OOD
 from schemas.arrow import FRAME
+from schemas.labels import IGNORE, NUM_CLASSES, OOD
 from schemas.manifest import join_url, resolve_shards
 from schemas.storage import atomic_write
 from trainer.cached import check_cacheable, run_cached
 from trainer.checkpoint import load_checkpoint, read_checkpoint
-from trainer.data import (
-    Augment, PasteFilter, ShardStream, StreamLoader, filter_line, parse_pair, require_pastes,
-)
+from trainer.data import Augment, ShardStream, StreamLoader, parse_pair
 from trainer.distributed import (
     DistInfo,
     average_buffers,
@@ -76,6 +74,7 @@ from trainer.heads import (
 )
 from trainer.losses import INLIER_KINDS, LOSS_KINDS, LossConfig
 from trainer.models import ARCHS, HEADS, build_model, head_modules, normalize
+from trainer.subsets import PasteFilter, filter_line, require_pastes
 from trainer.training import (
     AMP_MODES,
     OPTIMIZERS,
@@ -83,10 +82,10 @@ from trainer.training import (
     STATE_FORMAT,
     VAL_SCORES,
     FinetuneConfig,
+    NonFiniteError,
     _amp_dtype,
     _sha256,
     make_optimizer,
-    NonFiniteError,
     optimizer_step,
     remove_partial_run,
     save_finetuned,

@@ -22,10 +22,11 @@ from schemas.labels import NUM_CLASSES
 from schemas.manifest import join_url
 from schemas.storage import remove_if_empty
 from trainer.checkpoint import save_checkpoint
-from trainer.data import Augment, PasteFilter
+from trainer.data import Augment
 from trainer.heads import load_head_state_dict
 from trainer.losses import LossConfig
 from trainer.models import ARCHS, HEADS
+from trainer.subsets import PasteFilter
 
 STATE_FORMAT = "stylepaste-finetune/1"
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")

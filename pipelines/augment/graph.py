@@ -12,7 +12,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import beam_io, running
+from pipelines import beam_io, run_folder, running
 from pipelines.augment.config import ALIGN, CLEAN, AugmentConfig
 from pipelines.augment.dofns import (
     EncodeCleanFn,
@@ -128,7 +128,7 @@ def build_pipeline(p: beam.Pipeline, cfg: AugmentConfig, frames: Sequence[Citysc
 
 
 def write_outputs(outputs: AugmentOutputs, cfg: AugmentConfig, work_url: str, prefix: str = "shard") -> None:
-    """Write rows, rejects and counts into a run's work folder (:class:`pipelines.beam_io.RunFolder`); shard
+    """Write rows, rejects and counts into a run's work folder (:class:`pipelines.run_folder.RunFolder`); shard
     files are named ``<prefix>-NNNNN-of-MMMMM.parquet``."""
     outputs.rows | "WriteShards" >> beam_io.WriteShards(FRAME, work_url, cfg.num_shards, key="frame_id",
                                                         row_group_rows=cfg.row_group_rows, prefix=prefix)
@@ -192,9 +192,9 @@ def run(cfg: AugmentConfig, options: beam.options.pipeline_options.PipelineOptio
     inputs = [cfg.cityscapes, cfg.bank]
     prefix = "shard"
     if cfg.append:
-        folder, prefix = beam_io.RunFolder.begin_append(cfg.out, FRAME, inputs)
+        folder, prefix = run_folder.RunFolder.begin_append(cfg.out, FRAME, inputs)
     else:
-        folder = beam_io.RunFolder.begin(cfg.out, overwrite=cfg.overwrite, kind=FRAME, inputs=inputs)
+        folder = run_folder.RunFolder.begin(cfg.out, overwrite=cfg.overwrite, kind=FRAME, inputs=inputs)
     try:
         p = beam.Pipeline(options=options)
         write_outputs(build_pipeline(p, cfg, frames, bank_urls), cfg, folder.work_url, prefix)

@@ -10,7 +10,7 @@ from pathlib import Path
 from schemas.labels import NUM_CLASSES
 from style_transfer.aligners import DEFAULT_ALIGNER
 from style_transfer.registry import AlignerSpec
-from trainer.data import PasteFilter
+from trainer.subsets import PasteFilter
 from trainer.losses import INLIER_KINDS, LossConfig
 
 ALIGNMENTS: dict[str, AlignerSpec] = {

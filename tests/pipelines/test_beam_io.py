@@ -15,9 +15,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import beam_io, running
+from pipelines import beam_io, run_folder, running
 from schemas.arrow import ShardKind
-from schemas.manifest import read_manifest, read_shard
+from schemas.manifest import join_url, read_manifest, read_shard
+from schemas.storage import WORK_DIR
 
 KIND = ShardKind("toy_rows", 3, pa.schema(
     [pa.field("key", pa.string(), nullable=False), pa.field("value", pa.int64(), nullable=False),
@@ -109,15 +110,15 @@ def test_rejects_and_counts_files_are_sorted_and_complete(tmp_path):
     assert json.loads((tmp_path / "_counts.json").read_text()) == {"inputs": 10, "rejected/bad": 4, "written": 6}
 
 
-def _fake_run(folder: beam_io.RunFolder, n: int, rejected: int = 0) -> None:
+def _fake_run(folder: run_folder.RunFolder, n: int, rejected: int = 0) -> None:
     """Write what a pipeline would have written into the work folder."""
     rows = _rows(n)
     for i in range(2):
         part = [r for r in rows if beam_io.shard_of(r["key"], 2) == i]
-        beam_io.write_shard(part, beam_io.join_url(folder.work_url, beam_io.shard_name(i, 2)), KIND)
-    with fsspec.open(beam_io.join_url(folder.work_url, beam_io.COUNTS_NAME), "w") as f:
+        beam_io.write_shard(part, join_url(folder.work_url, beam_io.shard_name(i, 2)), KIND)
+    with fsspec.open(join_url(folder.work_url, beam_io.COUNTS_NAME), "w") as f:
         f.write(json.dumps({"inputs": n + rejected, "written": n, **({"rejected/bad": rejected} if rejected else {})}))
-    with fsspec.open(beam_io.join_url(folder.work_url, "_rejects.jsonl"), "w") as f:
+    with fsspec.open(join_url(folder.work_url, "_rejects.jsonl"), "w") as f:
         f.write("".join(json.dumps({"element": i}) + "\n" for i in range(rejected)))
 
 
@@ -126,7 +127,7 @@ def test_run_folder_commit_overwrite_and_discard(tmp_path, base):
     out = str(tmp_path / "out") if base == "local" else f"memory://beam-io-test-{uuid.uuid4().hex}/out"
     fs, out_path = fsspec.core.url_to_fs(out)
 
-    folder = beam_io.RunFolder.begin(out)
+    folder = run_folder.RunFolder.begin(out)
     _fake_run(folder, 7, rejected=2)
     manifest = folder.commit(KIND, parameters={"a": (1, 2)}, seed=3, source={"x": "y"})
     assert manifest.rows == 7 and manifest.counts["rejected"] == {"bad": 2}
@@ -135,36 +136,36 @@ def test_run_folder_commit_overwrite_and_discard(tmp_path, base):
     assert read_manifest(out, kind=KIND).parameters == {"a": [1, 2]}
 
     with pytest.raises(FileExistsError, match="--overwrite"):
-        beam_io.RunFolder.begin(out)
+        run_folder.RunFolder.begin(out)
 
     # A failed overwrite leaves the committed output untouched and no work folder behind.
-    failed = beam_io.RunFolder.begin(out, overwrite=True)
+    failed = run_folder.RunFolder.begin(out, overwrite=True)
     _fake_run(failed, 3)
     failed.discard()
     assert read_manifest(out, kind=KIND).rows == 7
-    assert not fs.exists(f"{out_path}/{beam_io.WORK_DIR}")
+    assert not fs.exists(f"{out_path}/{WORK_DIR}")
 
     # An unbalanced run is refused at commit time.
-    bad = beam_io.RunFolder.begin(out, overwrite=True)
+    bad = run_folder.RunFolder.begin(out, overwrite=True)
     _fake_run(bad, 3)
-    with fsspec.open(beam_io.join_url(bad.work_url, beam_io.COUNTS_NAME), "w") as f:
+    with fsspec.open(join_url(bad.work_url, beam_io.COUNTS_NAME), "w") as f:
         f.write(json.dumps({"inputs": 5, "written": 3}))
     with pytest.raises(RuntimeError, match="does not balance"):
         bad.commit(KIND, overwrite=True)
     bad.discard()
     assert read_manifest(out, kind=KIND).rows == 7
 
-    again = beam_io.RunFolder.begin(out, overwrite=True)
+    again = run_folder.RunFolder.begin(out, overwrite=True)
     _fake_run(again, 4)
     assert again.commit(KIND, overwrite=True).rows == 4
     assert read_manifest(out, kind=KIND).rows == 4
     assert (fs.open(f"{out_path}/_rejects.jsonl").read()) == b""
-    assert not fs.exists(f"{out_path}/{beam_io.WORK_DIR}")
+    assert not fs.exists(f"{out_path}/{WORK_DIR}")
 
 
 def test_discard_removes_an_output_folder_the_run_created(tmp_path):
     out = tmp_path / "fresh"
-    folder = beam_io.RunFolder.begin(str(out))
+    folder = run_folder.RunFolder.begin(str(out))
     assert Path(folder.work_url).is_dir()
     folder.discard()
     assert not out.exists()
@@ -186,18 +187,18 @@ def test_overwrite_replaces_only_a_stylepaste_output_of_the_same_kind(tmp_path):
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
     with pytest.raises(FileExistsError, match="no _manifest.json"):
-        beam_io.RunFolder.begin(str(precious), overwrite=True, kind=KIND)
+        run_folder.RunFolder.begin(str(precious), overwrite=True, kind=KIND)
     assert (precious / "thesis.tex").read_text() == "years of work"
     assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"]  # no work folder left either
 
     out = tmp_path / "out"
-    folder = beam_io.RunFolder.begin(str(out), kind=KIND)
+    folder = run_folder.RunFolder.begin(str(out), kind=KIND)
     _fake_run(folder, 3)
     folder.commit(KIND)
     other = dataclasses.replace(KIND, name="other_rows")
     with pytest.raises(FileExistsError, match=f"holds {KIND.name} shards"):
-        beam_io.RunFolder.begin(str(out), overwrite=True, kind=other)
-    assert beam_io.RunFolder.begin(str(out), overwrite=True, kind=KIND).work_url.startswith(str(out))
+        run_folder.RunFolder.begin(str(out), overwrite=True, kind=other)
+    assert run_folder.RunFolder.begin(str(out), overwrite=True, kind=KIND).work_url.startswith(str(out))
 
 
 def test_an_output_folder_may_not_be_or_hold_an_input(tmp_path):
@@ -206,5 +207,5 @@ def test_an_output_folder_may_not_be_or_hold_an_input(tmp_path):
     for out, inputs in ((coco, [str(coco)]), (coco, [str(coco / "train2017")]),
                         (tmp_path / "x" / ".." / "coco", [str(coco)])):
         with pytest.raises(ValueError, match="is \\(or holds\\) the input"):
-            beam_io.RunFolder.begin(str(out), overwrite=True, inputs=inputs)
-    beam_io.check_not_an_input(str(coco / "bank"), [str(coco)])  # an output inside an input folder is allowed
+            run_folder.RunFolder.begin(str(out), overwrite=True, inputs=inputs)
+    run_folder.check_not_an_input(str(coco / "bank"), [str(coco)])  # an output inside an input folder is allowed

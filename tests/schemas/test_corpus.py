@@ -102,7 +102,8 @@ def test_a_finetune_excludes_noncommercial_objects_and_records_it(corpus, tmp_pa
 
     from trainer.cached import run_cached
     from trainer.checkpoint import checkpoint_info, save_checkpoint
-    from trainer.data import PasteFilter, ShardStream
+    from trainer.data import ShardStream
+    from trainer.subsets import PasteFilter
     from trainer.finetune import FinetuneConfig, run
     from trainer.models import build_model
 
