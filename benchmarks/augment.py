@@ -106,6 +106,20 @@ def run_once(cfg: augment.AugmentConfig, workers: int) -> tuple[float, dict[str,
     return wall, metric_sums(result), man.counts
 
 
+def steady_rate(n: int, small: int, wall_n: float, wall_small: float, min_share: float = 0.05) -> float | None:
+    """Frames per second without the fixed start-up cost: ``(n - small) / (wall(n) - wall(small))``, or ``None``
+    when the difference is within the noise (not above ``min_share`` of ``wall(n)``): then the run is too short to
+    tell, and no ratio is printed rather than a meaningless one."""
+    delta = wall_n - wall_small
+    if n <= small or delta <= min_share * wall_n:
+        return None
+    return (n - small) / delta
+
+
+def _cell(value: float | None, width: int, fmt: str) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}{fmt}}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full-frames", type=int, default=16, help="frames at 2048x1024")
@@ -149,15 +163,19 @@ def main(argv: list[str] | None = None) -> int:
                 walls[m], phases, counts = run_once(cfg, w)
             wall = walls[n]
             fps = counts["written"] / wall
-            steady = (n - small) / max(walls[n] - walls[small], 1e-9)
-            base = base or steady
+            steady = steady_rate(n, small, walls[n], walls[small])
+            if w == args.workers[0]:
+                base = steady
             pasted = counts.get("frames", {}).get("with_objects", 0)
-            print(f"{label:<16}{w:>8}{counts['written']:>8}{pasted:>8}{wall:>9.2f}{fps:>10.2f}{steady:>12.2f}"
-                  f"{steady / base:>9.2f}x", flush=True)
+            ratio = steady / base if steady is not None and base else None
+            print(f"{label:<16}{w:>8}{counts['written']:>8}{pasted:>8}{wall:>9.2f}{fps:>10.2f}"
+                  f"{_cell(steady, 12, '.2f')}{_cell(ratio, 9, '.2f')}{'x' if ratio is not None else ' '}",
+                  flush=True)
             if w == 1:
                 shares_rows.append((label, wall, phases))
     print(f"(steady f/s = (N - N/4) / (wall(N) - wall(N/4)): throughput without the fixed start-up cost; "
-          f"speed-up is of steady f/s; load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())})")
+          f"speed-up is of steady f/s against the first worker count; n/a: wall(N) - wall(N/4) within the noise, "
+          f"use more frames; load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())})")
     print("\nshare of the 1-worker wall time per phase (pipeline Beam Metrics):")
     print(f"{'resolution':<16}" + "".join(f"{k:>8}" for k in (*PHASES, "other")))
     for label, wall, phases in shares_rows:
