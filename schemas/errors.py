@@ -34,13 +34,14 @@ def is_user_error(exc: BaseException) -> bool:
 def user_error_message(exc: BaseException) -> str | None:
     """The one-line message of a user error, or ``None`` when ``exc`` is not one (a bug).
 
-    Follows ``__cause__`` / ``__context__`` to the innermost user error, and reads a wrapped worker traceback
-    (text) for the last ``<UserErrorType>: message`` line.
+    Follows ``__cause__`` / ``__context__`` to the outermost user error (the one that adds the most context; a
+    runner's wrapper is skipped), and reads a wrapped worker traceback (text) for the last
+    ``<UserErrorType>: message`` line.
     """
     found: BaseException | None = None
     seen: set[int] = set()
     cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
+    while cur is not None and id(cur) not in seen and found is None:
         seen.add(id(cur))
         if is_user_error(cur):
             found = cur

@@ -137,3 +137,45 @@ def test_a_worker_error_sent_back_as_text_reads_as_its_original_line():
             raise RuntimeError("stage failed") from err
     except RuntimeError as outer:
         assert user_error_message(outer) == "coco/annotations.json not found"
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ("corrupt image cell", "row 1"), ("bank shards as frames", "expected shards of augmented_frame"),
+    ("unknown schema version", "augmented_frame v9"), ("wrong-keys checkpoint", "ckpt.pt"),
+])
+def test_finetune_faults_end_in_one_line_errors(tmp_path: Path, small_checkpoint: str, capsys, fault, expected):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from schemas.arrow import OBJECT_BANK
+    from trainer_fixtures import write_frame_shards
+
+    shards = write_frame_shards(tmp_path / "shards", shards=1, rows=4)
+    path = next(shards.glob("*.parquet"))
+    checkpoint = small_checkpoint
+    table = pq.read_table(path)
+    if fault == "corrupt image cell":
+        images = table.column("image").to_pylist()
+        images[1] = images[1][: len(images[1]) // 2]
+        i = table.schema.get_field_index("image")
+        pq.write_table(table.set_column(i, table.schema.field(i), pa.array(images, pa.binary())), path)
+    elif fault == "bank shards as frames":  # a bank folder given to --shards
+        from schemas.manifest import Manifest, shard_info, write_manifest
+
+        pq.write_table(pa.table({n: pa.array([], f.type) for n, f in zip(OBJECT_BANK.schema.names, OBJECT_BANK.schema)},
+                                schema=OBJECT_BANK.schema), path)
+        write_manifest(str(shards), Manifest(OBJECT_BANK.name, OBJECT_BANK.version, (shard_info(str(path)),)))
+    elif fault == "unknown schema version":
+        meta = dict(table.schema.metadata)
+        meta[b"stylepaste.schema_version"] = b"9"
+        pq.write_table(table.replace_schema_metadata(meta), path)
+    else:
+        checkpoint = str(tmp_path / "ckpt.pt")
+        torch.save({"state_dict": {"nothing.weight": torch.zeros(1)}}, checkpoint)
+    rc = cli.main(["finetune", "--shards", str(shards), "--checkpoint", checkpoint, "--arch", "small", "--out",
+                   str(tmp_path / "ft"), "--steps", "2", "--batch-size", "2", "--workers", "0", "--no-progress",
+                   "--no-flip"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and err[0].startswith("stylepaste finetune: error: "), err
+    assert expected in err[0]
+    assert not (tmp_path / "ft").exists()
