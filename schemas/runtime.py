@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -111,9 +112,51 @@ DRIVER_ENV = "STYLEPASTE_DRIVER_PID"
 """Environment variable through which a pipeline's driver tells its worker processes its process id."""
 
 
+_REAPER: subprocess.Popen | None = None
+
+_REAPER_CODE = r"""
+import os, signal, sys, time
+driver, me = int(sys.argv[1]), os.getpid()
+tag = f"{sys.argv[2]}={driver}".encode()
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+while alive(driver):
+    time.sleep(1.0)
+for name in os.listdir("/proc"):
+    if not name.isdigit() or int(name) in (me, driver):
+        continue
+    try:
+        with open(f"/proc/{name}/environ", "rb") as f:
+            if tag in f.read().split(b"\0"):
+                os.kill(int(name), signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
 def mark_driver() -> None:
-    """Record this process as the driver of the workers it starts from now on (:data:`DRIVER_ENV`)."""
+    """Record this process as the driver of the workers it starts from now on (:data:`DRIVER_ENV`), and start
+    (once, on Linux) a reaper: a small detached process that, when this process dies however it dies (SIGKILL
+    included), kills every process that still carries this driver's id in its environment. It covers the
+    workers that die with their driver on their own (:func:`exit_with_driver`) and those that never ran any of
+    our code (a worker still starting when the driver was killed)."""
+    global _REAPER
     os.environ[DRIVER_ENV] = str(os.getpid())
+    if _REAPER is not None or not os.path.isdir("/proc/self"):
+        return
+    _REAPER = subprocess.Popen([sys.executable, "-c", _REAPER_CODE, str(os.getpid()), DRIVER_ENV],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True, close_fds=True)
 
 
 def _parent_of(pid: int) -> int | None:

@@ -60,3 +60,38 @@ def test_a_worker_started_through_a_shell_dies_with_its_driver(tmp_path):
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_the_reaper_ends_a_worker_that_never_ran_our_code(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import subprocess, sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from schemas import runtime
+        runtime.mark_driver()
+        child = subprocess.Popen(["sleep", "60"])  # inherits the driver's id, runs none of our code
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        time.sleep(60)
+    """)])
+    try:
+        deadline = time.time() + 60
+        while not pid_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and _running(child):
+            time.sleep(0.1)
+        assert not _running(child), "the child outlived its driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
