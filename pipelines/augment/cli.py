@@ -141,7 +141,11 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``stylepaste augment`` command-line parser."""
+    """The ``stylepaste augment`` command-line parser.
+
+    One function on purpose: it is one ``add_argument`` per setting, in the order ``--help`` shows them, with
+    every default read from :class:`AugmentConfig`; splitting it would only scatter the option groups.
+    """
     d = AugmentConfig("", "", "")
     dp = d.paste
     p = argparse.ArgumentParser(
