@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from schemas.runtime import exit_with_driver, mark_driver
+from schemas.processes import exit_with_driver, mark_driver
 
 RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 
@@ -85,7 +85,7 @@ def run_to_completion(pipeline: beam.Pipeline) -> None:
 
 
 class WorkerDoFn(beam.DoFn):
-    """A ``DoFn`` whose worker process ends when the driver dies (:func:`schemas.runtime.exit_with_driver`): the
+    """A ``DoFn`` whose worker process ends when the driver dies (:func:`schemas.processes.exit_with_driver`): the
     base of every DoFn of the pipelines. Subclasses that define ``setup`` call ``super().setup()``."""
 
     def setup(self) -> None:

@@ -177,26 +177,12 @@ def commit_replace(out_url: str, work_url: str, new_names: Sequence[str], manife
     fs, out = fsspec.core.url_to_fs(out_url)
     _, work = fsspec.core.url_to_fs(work_url)
     run = posixpath.basename(work.rstrip("/"))
-    tmp = posixpath.join(out, WORK_DIR)
-    journal = posixpath.join(tmp, run + JOURNAL_SUFFIX)
-    aside = posixpath.join(tmp, run + ASIDE_SUFFIX)
+    aside = posixpath.join(out, WORK_DIR, run + ASIDE_SUFFIX)
     old = [n for n in _names(fs, out) if n != WORK_DIR]
     record = {"version": 1, "run": run, "old": old, "new": list(new_names), "marker": marker,
               "manifest_sha256": hashlib.sha256(manifest_text.encode("utf-8")).hexdigest(),
               "owner": asdict(Owner.me())}
-    atomic_write(_url(fs, journal), json.dumps(record).encode("utf-8"))
-    try:
-        if old:
-            fs.makedirs(aside, exist_ok=True)
-            for name in sorted(old, key=lambda n: n != marker):  # the marker first
-                _mv(fs, posixpath.join(out, name), posixpath.join(aside, name))
-        for name in new_names:
-            _mv(fs, posixpath.join(work, name), posixpath.join(out, name))
-        atomic_write(_url(fs, posixpath.join(out, marker)), manifest_text.encode("utf-8"))
-    except BaseException:
-        _roll_back(fs, out, record)
-        raise
-    _finish(fs, out, record)
+    _journaled(fs, out, work, record, manifest_text, aside)
 
 
 def commit_add(out_url: str, work_url: str, new_names: Sequence[str], manifest_text: str, *,
@@ -215,13 +201,25 @@ def commit_add(out_url: str, work_url: str, new_names: Sequence[str], manifest_t
     if clash:
         raise FileExistsError(f"{out_url} already holds {', '.join(clash[:3])}; nothing was added")
     run = posixpath.basename(work.rstrip("/"))
-    journal = posixpath.join(out, WORK_DIR, run + JOURNAL_SUFFIX)
     record = {"version": 1, "run": run, "old": [], "new": list(new_names), "marker": marker, "mode": "add",
               "manifest_sha256": hashlib.sha256(manifest_text.encode("utf-8")).hexdigest(),
               "owner": asdict(Owner.me())}
-    atomic_write(_url(fs, journal), json.dumps(record).encode("utf-8"))
+    _journaled(fs, out, work, record, manifest_text, None)
+
+
+def _journaled(fs: fsspec.AbstractFileSystem, out: str, work: str, record: dict[str, Any], manifest_text: str,
+               aside: str | None) -> None:
+    """The journaled steps of a commit: journal, old entries aside (marker first, when ``aside``), new files in,
+    marker last; rolled back on any error, finished on success."""
+    marker = record["marker"]
+    atomic_write(_url(fs, posixpath.join(out, WORK_DIR, record["run"] + JOURNAL_SUFFIX)),
+                 json.dumps(record).encode("utf-8"))
     try:
-        for name in new_names:
+        if aside is not None and record["old"]:
+            fs.makedirs(aside, exist_ok=True)
+            for name in sorted(record["old"], key=lambda n: n != marker):  # the marker first
+                _mv(fs, posixpath.join(out, name), posixpath.join(aside, name))
+        for name in record["new"]:
             _mv(fs, posixpath.join(work, name), posixpath.join(out, name))
         atomic_write(_url(fs, posixpath.join(out, marker)), manifest_text.encode("utf-8"))
     except BaseException:

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from apache_beam.ml.inference.base import ModelHandler
 from torch import nn
 
-from schemas.runtime import acquire_torch_threads, check_device_name, exit_with_driver, resolve_device
+from schemas.processes import exit_with_driver
+from schemas.runtime import acquire_torch_threads, check_device_name, resolve_device
 from style_transfer.aligners import DEFAULT_ALIGNER, Aligner
 from style_transfer.registry import AlignerSpec
 from style_transfer.stats import NUM_STATS, style_stats

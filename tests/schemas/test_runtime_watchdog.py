@@ -1,4 +1,4 @@
-"""A Beam worker process ends when its driver is killed (schemas.runtime.exit_with_driver)."""
+"""A Beam worker process ends when its driver is killed (schemas.processes.exit_with_driver)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from schemas import runtime
+from schemas import processes
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_driver_is_not_watched():
-    assert not runtime.is_beam_worker() and runtime.exit_with_driver() is False
+    assert not processes.is_beam_worker() and processes.exit_with_driver() is False
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
@@ -27,8 +27,8 @@ def test_a_worker_started_through_a_shell_dies_with_its_driver(tmp_path):
     worker.write_text(textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from schemas import runtime
-        assert runtime.exit_with_driver(poll=0.1)
+        from schemas import processes
+        assert processes.exit_with_driver(poll=0.1)
         open({str(tmp_path / "ready")!r}, "w").write("ok")
         time.sleep(60)
     """))
@@ -68,8 +68,8 @@ def test_the_reaper_ends_a_worker_that_never_ran_our_code(tmp_path):
     driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import subprocess, sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from schemas import runtime
-        runtime.mark_driver()
+        from schemas import processes
+        processes.mark_driver()
         child = subprocess.Popen(["sleep", "60"])  # inherits the driver's id, runs none of our code
         open({str(pid_file)!r}, "w").write(str(child.pid))
         time.sleep(60)
