@@ -28,11 +28,23 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import beam_io, run_folder, running
 from pipelines.coco import (
-    DEFAULT_EXCLUDE, FILTER_REASONS, REJECT_REASONS, STAGE, CutRules, Filtered, Kept, Rejected, category_table,
-    cut_image_objects, group_by_image, read_instances, resolve_excluded,
+    DEFAULT_EXCLUDE,
+    FILTER_REASONS,
+    REJECT_REASONS,
+    STAGE,
+    CutRules,
+    Filtered,
+    Kept,
+    Rejected,
+    category_table,
+    cut_image_objects,
+    group_by_image,
+    read_instances,
+    resolve_excluded,
 )
 from schemas.arrow import OBJECT_BANK
 from schemas.codecs import PNG_COMPRESS_LEVEL, read_rgb
+from schemas.corpus import parse_licence_ids
 from schemas.manifest import Manifest, join_url
 from schemas.runtime import acquire_torch_threads, release_torch_threads
 from style_transfer.stats import image_style_stats
@@ -362,20 +374,9 @@ def config_from_args(args: argparse.Namespace) -> BankConfig:
         exclude=None if args.exclude is None else tuple(args.exclude), exclude_images=args.exclude_images,
         keep_crowd=args.keep_crowd, min_area=args.min_area, min_side=args.min_side, margin=args.margin,
         num_shards=args.num_shards, row_group_rows=args.row_group_rows, png_level=args.png_level,
-        overwrite=args.overwrite, exclude_licences=parse_licences(args.exclude_licences),
+        overwrite=args.overwrite, exclude_licences=parse_licence_ids(args.exclude_licences),
     )
 
-
-def parse_licences(text: str) -> tuple[int, ...]:
-    """``1,2,3`` -> ``(1, 2, 3)``.
-
-    Raises:
-        ValueError: For a value that is not an integer.
-    """
-    try:
-        return tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-    except ValueError:
-        raise ValueError(f"--exclude-licences takes integer COCO licence ids like 1,2,3, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

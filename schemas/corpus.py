@@ -247,3 +247,15 @@ def _scalar(v: Any) -> str:
     if isinstance(v, (list, dict)):
         return json.dumps(v)
     return json.dumps(str(v))
+
+
+def parse_licence_ids(text: str) -> tuple[int, ...]:
+    """``--exclude-licences 1,2,3`` -> ``(1, 2, 3)`` (sorted, unique).
+
+    Raises:
+        ValueError: For a value that is not an integer.
+    """
+    try:
+        return tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        raise ValueError(f"--exclude-licences takes integer COCO licence ids like 1,2,3, got {text!r}") from None

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from evaluation.loop import LogitsEvaluator
 from schemas.arrow import FRAME
+from schemas.corpus import parse_licence_ids
 from schemas.labels import IGNORE, NUM_CLASSES, OOD
 from schemas.manifest import join_url, resolve_shards
 from schemas.storage import atomic_write
@@ -417,10 +418,7 @@ def parse_paste_filter(licences: str, categories: str | None) -> PasteFilter:
     Raises:
         ValueError: For a licence id that is not an integer, or an empty category list.
     """
-    try:
-        ids = tuple(sorted({int(v) for v in licences.split(",") if v.strip()}))
-    except ValueError:
-        raise ValueError(f"--exclude-licences takes integer COCO licence ids like 1,2,3, got {licences!r}") from None
+    ids = parse_licence_ids(licences)
     cats = None
     if categories is not None:
         cats = tuple(sorted({v.strip() for v in categories.split(",") if v.strip()}))
